@@ -1,0 +1,134 @@
+"""Command line: ``python -m fmq train | sample``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from .data import DATASETS
+
+    p = sub.add_parser("train", help="train a flow-matching velocity field")
+    p.add_argument("--dataset", required=True, choices=sorted(DATASETS), help="data set name")
+    p.add_argument("--data", help="npz file or torchvision root (default: ../shared/data/<dataset>.npz)")
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--label-dropout", type=float, default=0.1)
+    p.add_argument("--base-channels", type=int, default=32)
+    p.add_argument("--channel-mults", default="1,2,2", help="comma-separated, e.g. 1,2,2")
+    p.add_argument("--num-res-blocks", type=int, default=2)
+    p.add_argument("--no-attention", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--unconditional", action="store_true", help="ignore labels even for labelled sets")
+    p.add_argument("--ckpt-every", type=int, default=250)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if a state file exists")
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    from .sampling import SOLVERS
+
+    p = sub.add_parser("sample", help="generate a grid of images from a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--solver", default="heun", choices=SOLVERS)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class", dest="label", type=int, default=None,
+                   help="class label for conditional models (default: cycle through the classes)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--sde-scale", type=float, default=0.5, help="noise scale of the sde solver")
+    p.add_argument("--out", required=True, help="PNG path")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fmq", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    _add_train(sub)
+    _add_sample(sub)
+    return parser
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .data import DATASETS, load_dataset, sha256_file
+    from .flow import TrainConfig, train
+    from .models import ModelConfig, UNet, count_parameters
+
+    info = DATASETS[a.dataset]
+    data_path = Path(a.data) if a.data else DEFAULT_DATA_DIR / info.file
+    data = load_dataset(data_path, split=0)
+    c, h, _ = data.shape
+    model_cfg = ModelConfig(
+        image_size=h,
+        in_channels=c,
+        base_channels=a.base_channels,
+        channel_mults=tuple(int(m) for m in a.channel_mults.split(",")),
+        num_res_blocks=a.num_res_blocks,
+        attention=not a.no_attention,
+        dropout=a.dropout,
+        num_classes=0 if a.unconditional else info.num_classes,
+    )
+    cfg = TrainConfig(
+        dataset=a.dataset, data=str(data_path), out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
+        warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, hflip=info.hflip,
+        ckpt_every=a.ckpt_every, seed=a.seed, bf16=a.bf16,
+        command="python -m fmq " + " ".join(shlex.quote(s) for s in sys.argv[1:]), model=model_cfg,
+    )
+    print(f"{info.title}: {len(data)} images {data.shape}; model {count_parameters(UNet(model_cfg)):,} parameters",
+          file=sys.stderr)
+    train(cfg, data, data_sha=sha256_file(data_path) if data_path.is_file() else "", resume=not a.no_resume)
+    print(f"wrote {a.out}")
+    return 0
+
+
+def _cmd_sample(a: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .images import save_grid
+    from .sampling import make_noise, sample
+
+    ck = load_checkpoint(a.checkpoint)
+    cfg = ck.config
+    if a.n < 1:
+        raise ValueError(f"--n must be at least 1, got {a.n}")
+    noise = make_noise(a.n, (cfg.in_channels, cfg.image_size, cfg.image_size), a.seed)
+    y = None
+    if cfg.conditional:
+        if a.label is not None and not 0 <= a.label < cfg.num_classes:
+            raise ValueError(f"--class must be in 0..{cfg.num_classes - 1}, got {a.label}")
+        y = torch.full((a.n,), a.label) if a.label is not None else torch.arange(a.n) % cfg.num_classes
+    elif a.label is not None:
+        raise ValueError("--class given but the model is unconditional")
+    t0 = time.perf_counter()
+    res = sample(ck.model, noise, a.solver, a.steps, y=y, guidance=a.guidance, sde_scale=a.sde_scale, sde_seed=a.seed)
+    dt = time.perf_counter() - t0
+    nrow = cfg.num_classes if cfg.conditional and a.label is None and a.n >= cfg.num_classes else None
+    save_grid(res.images, a.out, nrow=nrow)
+    print(f"wrote {a.out}: {a.n} images, {a.solver}, {res.nfe} evaluations, {dt:.2f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+
+    a = build_parser().parse_args(argv)
+    try:
+        return {"train": _cmd_train, "sample": _cmd_sample}[a.cmd](a)
+    except (CheckpointError, DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
