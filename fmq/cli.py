@@ -87,7 +87,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         dataset=a.dataset, data=str(data_path), out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
         warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, hflip=info.hflip,
         ckpt_every=a.ckpt_every, seed=a.seed, bf16=a.bf16,
-        command="python -m fmq " + " ".join(shlex.quote(s) for s in sys.argv[1:]), model=model_cfg,
+        command=a.command_line, model=model_cfg,
     )
     print(f"{info.title}: {len(data)} images {data.shape}; model {count_parameters(UNet(model_cfg)):,} parameters",
           file=sys.stderr)
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = build_parser().parse_args(argv)
+    a.command_line = "python -m fmq " + " ".join(shlex.quote(s) for s in argv)
     try:
         return {"train": _cmd_train, "sample": _cmd_sample}[a.cmd](a)
     except (CheckpointError, DataError, ValueError) as e:

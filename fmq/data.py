@@ -130,7 +130,7 @@ def _read_idx(path: Path) -> np.ndarray:
     arr = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(dims)):
         raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} bytes of data, got {arr.size}")
-    return arr.reshape(dims)
+    return arr.reshape(dims).copy()  # frombuffer arrays are read-only
 
 
 def _find(root: Path, stem: str) -> Path:

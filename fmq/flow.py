@@ -73,7 +73,7 @@ class TrainConfig:
         return json.dumps(d, sort_keys=True)
 
     @classmethod
-    def from_json(cls, s: str) -> "TrainConfig":
+    def from_json(cls, s: str) -> TrainConfig:
         d = json.loads(s)
         d["model"] = ModelConfig.from_dict(d["model"])
         return cls(**d)
@@ -98,7 +98,9 @@ class _Trainer:
             raise ValueError(f"data images are {data.shape}, the model config expects "
                              f"{(cfg.model.in_channels, cfg.model.image_size, cfg.model.image_size)}")
         self.cfg, self.data = cfg, data
-        self.model = UNet(cfg.model)
+        with torch.random.fork_rng():  # initial weights depend on cfg.seed only
+            torch.manual_seed(cfg.seed)
+            self.model = UNet(cfg.model)
         self.ema = UNet(cfg.model).requires_grad_(False)
         self.ema.load_state_dict(self.model.state_dict())
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -221,8 +223,9 @@ def train(cfg: TrainConfig, data: ImageData, data_sha: str = "", resume: bool = 
 
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not progress, dynamic_ncols=True,
-               mininterval=2.0, file=sys.stderr)
+    show = progress and sys.stderr.isatty()  # logs get plain lines instead (below)
+    bar = tqdm(total=cfg.steps, initial=trainer.step, disable=not show, dynamic_ncols=True, mininterval=2.0,
+               file=sys.stderr)
     t_start, s_start = time.perf_counter(), trainer.step
     while trainer.step < cfg.steps:
         loss = trainer.train_step()
@@ -234,7 +237,8 @@ def train(cfg: TrainConfig, data: ImageData, data_sha: str = "", resume: bool = 
         if trainer.step % cfg.log_every == 0:
             trainer.history.append((trainer.step, round(trainer.loss_avg, 5)))
             if not sys.stderr.isatty():
-                print(f"step {trainer.step} loss {trainer.loss_avg:.4f} {rate:.2f} steps/s", file=sys.stderr, flush=True)
+                print(f"step {trainer.step} loss {trainer.loss_avg:.4f} {rate:.2f} steps/s",
+                      file=sys.stderr, flush=True)
         if trainer.step % cfg.ckpt_every == 0 or trainer.step == cfg.steps:
             save_checkpoint(trainer.ema, cfg.out, trainer.checkpoint_meta(data_sha))
             trainer.save_state()

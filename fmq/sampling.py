@@ -25,8 +25,8 @@ very same starting noise and, for the SDE, the very same Brownian increments.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
