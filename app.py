@@ -1,0 +1,107 @@
+"""fmq app: st.navigation over pages/, and the sidebar every page shares (its values live in session state)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fmq import compare, zoo
+from fmq.checkpoint import CheckpointError
+from pages import _shared as sh
+
+st.set_page_config(page_title="fmq: low-bit flow matching", page_icon="🧊", layout="wide")
+sh.torch_threads()
+
+PAGES = [
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/generate.py", title="Generate", icon="🎨"),
+    st.Page("pages/weights.py", title="Weights", icon="📊"),
+    st.Page("pages/fidelity.py", title="Fidelity", icon="📈"),
+    st.Page("pages/trajectories.py", title="Trajectories", icon="🛤️"),
+    st.Page("pages/theory.py", title="Theory", icon="📐"),
+    st.Page("pages/compression.py", title="Compression", icon="🗜️"),
+]
+DEFAULT_METHODS = ("ot", "uniform")
+EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}
+
+
+def _upload_box() -> None:
+    """Bring your own model: validate the file once, keep its bytes in this session only."""
+    with st.sidebar.expander("Bring your own model"):
+        f = st.file_uploader(
+            "An fmq checkpoint (.safetensors)", type=["safetensors"], key="upload",
+            help=f"A file written by `python -m fmq train`; at most {zoo.MAX_UPLOAD_BYTES // 2**20} MB.",
+        )
+        if f is None:
+            return
+        data = f.getvalue()
+        try:
+            ck, sha = zoo.load_upload(data, f.name)
+        except CheckpointError as e:
+            st.error(f"That file can't be used: {e}")
+            return
+        uploads = st.session_state.setdefault(sh.UPLOADS, {})
+        if sha not in uploads:
+            uploads.clear()  # one upload per session keeps memory bounded
+            uploads[sha] = (f.name, data)
+            st.session_state["model_id"] = f"upload:{sha}"
+        c = ck.config
+        st.success(f"{f.name}: {c.image_size}×{c.image_size}×{c.in_channels}, "
+                   f"{'conditional' if c.conditional else 'unconditional'}")
+
+
+def sidebar() -> None:
+    side = st.sidebar
+    _upload_box()
+    models = sh.model_refs()
+    if not models:
+        side.error("No checkpoints found in checkpoints/. Train one with `python -m fmq train` or upload one.")
+        return
+    if st.session_state.get("model_id") not in models:
+        st.session_state["model_id"] = next(iter(models))
+    side.selectbox("Data set", list(models), key="model_id", format_func=models.get)
+
+    methods = compare.method_names()
+    if methods:
+        st.session_state.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
+        side.multiselect("Quantizers", methods, key="methods", help="Each is compared with the FP32 model.")
+    else:
+        side.caption("Quantizers: not in this build yet (fmq.quantize).")
+    side.slider("Bits per weight", 1, 8, 2, key="bits")
+    c1, c2 = side.columns(2)
+    c1.selectbox("Granularity", sh.GRANULARITIES, key="granularity",
+                 help="One codebook per tensor, per output channel, or per group of weights.")
+    if st.session_state.get("granularity") == "group":
+        c2.selectbox("Group size", sh.GROUP_SIZES, index=2, key="group_size")
+
+    c1, c2 = side.columns(2)
+    c1.selectbox("Solver", sh.SOLVERS, key="solver", help="ODE solver from noise (t=0) to image (t=1).")
+    if st.session_state.get("solver") == "dopri5":
+        c2.caption("adaptive steps")
+    else:
+        c2.number_input("Steps", 1, 100, 8, key="steps")
+    c1, c2 = side.columns(2)
+    c1.select_slider("Samples", sh.SAMPLE_COUNTS, value=16, key="n")
+    c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+
+    sett = sh.settings()
+    try:
+        _, ck, dataset = sh.current_model(sett)
+    except (CheckpointError, KeyError, StopIteration) as e:
+        side.error(f"The model could not be loaded: {e}")
+        return
+    names = zoo.class_names(dataset, ck.config)
+    if names:
+        opts = ["any", *range(len(names))]
+        side.selectbox("Class", opts, key="label",
+                       format_func=lambda o: "any (every class in turn)" if o == "any" else f"{o}: {names[o]}")
+        side.slider("Guidance scale", 1.0, 5.0, 1.0, 0.5, key="guidance",
+                    help="Classifier-free guidance: 1 = plain conditional sampling.")
+    else:
+        st.session_state["label"], st.session_state["guidance"] = "any", 1.0
+    nfe = "adaptive" if sett.solver == "dopri5" else EVALS_PER_STEP[sett.solver] * sett.steps
+    side.caption(f"{ck.config.image_size}px · {sum(p.numel() for p in ck.model.parameters()):,} weights · "
+                 f"{nfe} evaluations per run")
+
+
+sidebar()
+st.navigation(PAGES).run()

@@ -1,0 +1,191 @@
+"""FP32 against quantized generations from the same noise: images, per-image SSIM/PSNR, |diff| maps,
+trajectory deviation and timings. The library side of the app's Generate, Trajectories and Fidelity pages.
+
+Every run saves its whole trajectory (each grid time of a fixed-step solver), so one cached run serves
+the side-by-side grids, the snapshots along t and the deviation curve alike.
+
+The model given is never modified: quantization goes through :func:`fmq.quantize.quantize_model`,
+which returns a new model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .metrics import deviation, mean_ci95, psnr_per_image, ssim_per_image
+from .sampling import sample
+
+__all__ = [
+    "Run",
+    "Scores",
+    "Quantized",
+    "MethodResult",
+    "Comparison",
+    "default_save_times",
+    "generate",
+    "score",
+    "quantize",
+    "quantizers_available",
+    "method_names",
+    "compare",
+    "result_row",
+]
+
+
+@dataclass
+class Run:
+    """One model's generation from a batch of noise."""
+
+    images: torch.Tensor  # (N, C, H, W) at t = 1, not clipped
+    times: list[float]  # times of the saved states, ascending, 0 and 1 included
+    trajectory: torch.Tensor  # (T, N, C, H, W) states at ``times``
+    nfe: int  # velocity evaluations
+    seconds: float  # wall time of the integration
+
+
+@dataclass
+class Scores:
+    """A test run measured against its FP32 reference, image by image."""
+
+    ssim: np.ndarray  # (N,)
+    psnr: np.ndarray  # (N,) dB, capped for identical images
+    absdiff: np.ndarray  # (N, H, W) mean over channels of |x - x̂| on the [-1, 1] scale, so in [0, 2]
+    times: list[float]  # (T,)
+    deviation: np.ndarray  # (T,) mean over samples of ‖x_t − x̂_t‖ (ℓ2 over all pixels)
+
+    def summary(self) -> dict[str, float]:
+        s, s_lo, s_hi = mean_ci95(self.ssim)
+        p, p_lo, p_hi = mean_ci95(self.psnr)
+        return {"ssim": s, "ssim_lo": s_lo, "ssim_hi": s_hi, "psnr": p, "psnr_lo": p_lo, "psnr_hi": p_hi,
+                "deviation": float(self.deviation[-1])}
+
+
+@dataclass
+class Quantized:
+    model: nn.Module  # a new model; the FP32 one it came from is untouched
+    report: Any  # fmq.quantize.QuantReport
+    seconds: float
+
+
+@dataclass
+class MethodResult:
+    config: Any  # fmq.quantize.QuantConfig
+    run: Run
+    scores: Scores
+    quant_seconds: float = 0.0
+    report: Any = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.method} {self.config.bits}-bit"
+
+
+@dataclass
+class Comparison:
+    fp32: Run
+    methods: list[MethodResult] = field(default_factory=list)
+
+
+def default_save_times(solver: str, steps: int) -> list[float]:
+    """Every grid time of a fixed-step solver; eleven evenly spaced times for the adaptive one."""
+    n = 10 if solver == "dopri5" else steps
+    return [i / n for i in range(n + 1)]
+
+
+def generate(
+    model: nn.Module,
+    noise: torch.Tensor,
+    y: torch.Tensor | None = None,
+    solver: str = "heun",
+    steps: int = 20,
+    guidance: float = 1.0,
+    save_times: Sequence[float] | None = None,
+    seed: int = 0,
+    sde_scale: float = 0.5,
+) -> Run:
+    """Integrate ``model`` from ``noise`` (N, C, H, W) and keep the trajectory at ``save_times``."""
+    times = list(save_times) if save_times is not None else default_save_times(solver, steps)
+    t0 = time.perf_counter()
+    res = sample(model, noise, solver, steps, y=y, guidance=guidance, save_times=times,
+                 sde_scale=sde_scale if solver == "sde" else 0.0, sde_seed=seed)
+    seconds = time.perf_counter() - t0
+    return Run(res.images, list(res.times), torch.stack(res.trajectory), res.nfe, seconds)
+
+
+def score(ref: Run, test: Run) -> Scores:
+    """Per-image SSIM/PSNR, |diff| maps and the deviation along t of ``test`` against ``ref``."""
+    if ref.images.shape != test.images.shape or ref.times != test.times:
+        raise ValueError("runs are not comparable: they differ in image shape or saved times")
+    absdiff = (ref.images.clamp(-1, 1) - test.images.clamp(-1, 1)).abs().mean(dim=1)  # (N, H, W)
+    dev = np.array([float(deviation(a, b).mean()) for a, b in zip(ref.trajectory, test.trajectory)])
+    return Scores(ssim_per_image(ref.images, test.images), psnr_per_image(ref.images, test.images),
+                  absdiff.cpu().numpy(), list(ref.times), dev)
+
+
+def quantizers_available() -> bool:
+    """Whether fmq.quantize (another issue's work) is importable yet."""
+    try:
+        from . import quantize  # noqa: F401
+        from .quant import METHODS  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def method_names() -> list[str]:
+    """The quantizer names fmq knows, in registry order ([] until fmq.quant exists)."""
+    try:
+        from .quant import METHODS
+    except ImportError:
+        return []
+    return list(METHODS)
+
+
+def quantize(model: nn.Module, config: Any) -> Quantized:
+    """Apply a QuantConfig to ``model``; returns a new model, the per-layer report and the time taken."""
+    from .quantize import quantize_model
+
+    t0 = time.perf_counter()
+    qmodel, report = quantize_model(model, config)
+    qmodel.eval()
+    return Quantized(qmodel, report, time.perf_counter() - t0)
+
+
+def compare(
+    model_fp: nn.Module,
+    configs: Sequence[Any],
+    noise: torch.Tensor,
+    y: torch.Tensor | None = None,
+    solver: str = "heun",
+    steps: int = 20,
+    guidance: float = 1.0,
+    save_times: Sequence[float] | None = None,
+    seed: int = 0,
+) -> Comparison:
+    """FP32 and one quantized model per config, all from the same ``noise``, scored against FP32."""
+    kw = dict(y=y, solver=solver, steps=steps, guidance=guidance, save_times=save_times, seed=seed)
+    ref = generate(model_fp, noise, **kw)
+    out = Comparison(ref)
+    for cfg in configs:
+        q = quantize(model_fp, cfg)
+        run = generate(q.model, noise, **kw)
+        out.methods.append(MethodResult(cfg, run, score(ref, run), q.seconds, q.report))
+    return out
+
+
+def result_row(result: MethodResult) -> dict[str, Any]:
+    """One fidelity point in the column names of fmq.sweep's rows (method, bits, ssim, ssim_lo, ...)."""
+    row: dict[str, Any] = {"method": result.config.method, "bits": int(result.config.bits)}
+    row.update(result.scores.summary())
+    layers = getattr(result.report, "layers", None) or []
+    if layers:
+        total = sum(lr.numel for lr in layers)
+        row["w2"] = float(sum(lr.w2 * lr.numel for lr in layers) / max(total, 1))
+    return row

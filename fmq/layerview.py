@@ -1,0 +1,152 @@
+"""Per-layer views of quantization: a layer's FP32 weights with each method's codebook levels, per-layer
+W2/MSE tables, and real packed sizes. The library side of the app's Weights and Compression pages.
+
+Nothing here modifies the model it is given; codebooks come from :func:`fmq.quant.quantize_tensor` on a
+detached copy of one weight tensor, packed files from :func:`fmq.quant.packing.save_packed`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from .metrics import w2_distance
+
+__all__ = ["LayerView", "weight_layers", "slice_count", "layer_view", "layer_table", "fp32_bytes",
+           "CompressionRow", "pack"]
+
+
+@dataclass
+class LayerView:
+    """One layer (and one slice of it: a channel or a group) as FP32 weights and per-method codebooks."""
+
+    name: str
+    shape: tuple[int, ...]
+    granularity: str
+    index: int  # which slice (channel or group); 0 at tensor granularity
+    values: np.ndarray  # the slice's FP32 weights, flattened
+    levels: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (K,) codebook of the slice
+    w2: dict[str, float] = field(default_factory=dict)  # method -> W2(slice, quantized slice)
+    mse: dict[str, float] = field(default_factory=dict)  # method -> mean squared error on the slice
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every weight matrix or kernel (the tensors weight quantization touches)."""
+    return [(n, tuple(p.shape)) for n, p in model.named_parameters() if n.endswith("weight") and p.ndim >= 2]
+
+
+def _group_size(granularity: str) -> int:
+    try:
+        return int(granularity.split(":", 1)[1])
+    except (IndexError, ValueError) as e:
+        raise ValueError(f"granularity must be tensor, channel or group:G, got {granularity!r}") from e
+
+
+def slice_count(shape: Sequence[int], granularity: str) -> int:
+    """How many codebooks a tensor of ``shape`` has at ``granularity``."""
+    if granularity == "tensor":
+        return 1
+    if granularity == "channel":
+        return int(shape[0])
+    return math.ceil(math.prod(shape) / _group_size(granularity))
+
+
+def _slice(w: torch.Tensor, granularity: str, index: int) -> torch.Tensor:
+    if granularity == "tensor":
+        return w.reshape(-1)
+    if granularity == "channel":
+        return w[index].reshape(-1)
+    g = _group_size(granularity)
+    return w.reshape(-1)[index * g: (index + 1) * g]
+
+
+def _codebook_row(levels: torch.Tensor, deq: torch.Tensor, guess: int) -> int:
+    """The row of ``levels`` (G, K) whose values the dequantized slice uses; ``guess`` when it fits."""
+    used = deq.reshape(-1, 1).double()
+
+    def miss(row: int) -> float:
+        return float((used - levels[row].reshape(1, -1).double()).abs().min(dim=1).values.max())
+
+    if guess < levels.shape[0] and miss(guess) <= 1e-6 * (1 + float(used.abs().max())):
+        return guess
+    return min(range(levels.shape[0]), key=miss)
+
+
+def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, granularity: str,
+               index: int = 0) -> LayerView:
+    """FP32 weights of one slice of layer ``name`` and each method's codebook for it."""
+    from .quant import quantize_tensor
+
+    params = dict(model.named_parameters())
+    if name not in params:
+        raise ValueError(f"no parameter named {name!r}; see weight_layers(model)")
+    w = params[name].detach().clone().float()
+    count = slice_count(w.shape, granularity)
+    if not 0 <= index < count:
+        raise ValueError(f"slice index must be in 0..{count - 1} at {granularity} granularity, got {index}")
+    values = _slice(w, granularity, index)
+    view = LayerView(name, tuple(w.shape), granularity, index, values.numpy().copy())
+    for m in methods:
+        cb = quantize_tensor(w, m, bits, granularity)
+        deq = _slice(cb.dequantize().reshape(w.shape).float(), granularity, index)
+        levels = torch.as_tensor(cb.levels).reshape(-1, torch.as_tensor(cb.levels).shape[-1])
+        row = _codebook_row(levels, deq, index if granularity != "tensor" else 0)
+        view.levels[m] = np.unique(levels[row].double().numpy())
+        view.w2[m] = w2_distance(values, deq)
+        view.mse[m] = float((values - deq).pow(2).mean())
+    return view
+
+
+def layer_table(reports: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows (layer, index, method, numel, w2, mse, bits_per_weight) from {method: QuantReport}."""
+    rows = []
+    for method, report in reports.items():
+        for i, lr in enumerate(report.layers):
+            rows.append({"index": i, "layer": lr.name, "method": method, "numel": int(lr.numel),
+                         "w2": float(lr.w2), "mse": float(lr.mse), "bits_per_weight": float(lr.bits_per_weight)})
+    return rows
+
+
+def fp32_bytes(model: nn.Module) -> int:
+    """Bytes of the model's full state as an FP32 safetensors file (what packing is measured against)."""
+    return len(safetensors_bytes({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}))
+
+
+@dataclass
+class CompressionRow:
+    method: str
+    bits: int
+    fp32_bytes: int
+    packed_bytes: int  # size of the packed file on disk, codebooks and kept FP32 tensors included
+    weights: int  # parameters in the model
+    bits_per_weight: float  # 8 · packed bytes / parameters: everything counted
+    ratio: float  # fp32_bytes / packed_bytes
+
+
+def pack(model: nn.Module, config: Any, source_meta: dict | None = None,
+         directory: str | Path | None = None) -> tuple[CompressionRow, bytes]:
+    """Quantize and pack ``model`` with ``config`` to a temporary file; its size row and its bytes."""
+    from .quant.packing import save_packed
+
+    fd, tmp = tempfile.mkstemp(suffix=".fmq.safetensors", dir=directory)
+    os.close(fd)
+    try:
+        save_packed(model, config, tmp, source_meta=source_meta)
+        data = Path(tmp).read_bytes()
+    finally:
+        os.remove(tmp)
+    full = fp32_bytes(model)
+    params = sum(p.numel() for p in model.parameters())
+    row = CompressionRow(config.method, int(config.bits), full, len(data), params, 8 * len(data) / params,
+                         full / len(data))
+    return row, data

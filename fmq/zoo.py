@@ -1,0 +1,185 @@
+"""The shipped checkpoints: names, titles, where their files live, and how to load them.
+
+Caching is left to the caller (the app wraps :func:`load` in ``st.cache_resource``): this module only
+makes the cache key honest. A :class:`ModelRef` carries the file's path, modification time and size, so a
+checkpoint that is replaced on disk (the MNIST model is rewritten while it trains) gets a new key and is
+loaded afresh, while an unchanged one is served from the cache.
+
+``FMQ_CHECKPOINT_DIR`` points the zoo at another folder (the tests use tiny models made in a fixture).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from .data import DATASETS
+from .models import ModelConfig
+
+__all__ = [
+    "ZOO",
+    "ModelRef",
+    "REPO_ROOT",
+    "checkpoint_dir",
+    "shipped",
+    "ref_for",
+    "load",
+    "load_upload",
+    "class_names",
+    "labels_for",
+    "fingerprint",
+    "paper_claims",
+    "results_path",
+    "asset_path",
+    "MAX_UPLOAD_BYTES",
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ZOO: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "celeba32", "tinyimagenet32")
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an fmq UNet for 32×32 images is a few MB; anything far larger is wrong
+
+_CLASS_NAMES: dict[str, list[str]] = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+# The paper's headline numbers (arXiv 2511.11418), used as reference markers when fmq.sweep does not
+# provide PAPER_CLAIMS. Each: (dataset, method, bits, metric, value, relation) — relation says whether the
+# paper states the value as "≈", ">" or "<".
+_PAPER_CLAIMS: list[dict] = [
+    *({"dataset": d, "method": "ot", "bits": 2, "metric": "ssim", "value": 0.8, "relation": "≈"}
+      for d in ("mnist", "cifar10", "celeba32")),
+    *({"dataset": d, "method": m, "bits": 2, "metric": "ssim", "value": 0.4, "relation": "<"}
+      for d in ("mnist", "cifar10", "celeba32") for m in ("uniform", "pwl", "log2")),
+    {"dataset": "fashion_mnist", "method": "ot", "bits": 2, "metric": "ssim", "value": 0.6, "relation": "≈"},
+    {"dataset": "mnist", "method": "ot", "bits": 2, "metric": "psnr", "value": 40.0, "relation": ">"},
+    *({"dataset": "mnist", "method": m, "bits": 2, "metric": "psnr", "value": 30.0, "relation": "<"}
+      for m in ("uniform", "pwl", "log2")),
+]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A checkpoint file as of one moment: hashable, so it can key a cache."""
+
+    name: str  # data set name for shipped models, "upload:<sha>" for uploaded ones
+    title: str  # what a person reads in the data set picker
+    path: str
+    mtime_ns: int
+    size: int
+
+    @property
+    def dataset(self) -> str:
+        """The data set this model was trained on, as far as the zoo knows ("" for uploads)."""
+        return self.name if self.name in ZOO else ""
+
+
+def checkpoint_dir() -> Path:
+    return Path(os.environ.get("FMQ_CHECKPOINT_DIR") or REPO_ROOT / "checkpoints")
+
+
+def results_path(name: str) -> Path:
+    """Committed sweep results for a shipped model (may not exist)."""
+    return REPO_ROOT / "results" / f"{name}.csv"
+
+
+def asset_path(name: str) -> Path:
+    """The sample grid the README and the Home page show (may not exist)."""
+    return REPO_ROOT / "assets" / f"{name}.png"
+
+
+def ref_for(path: str | Path, name: str | None = None, title: str | None = None) -> ModelRef:
+    path = Path(path)
+    st = path.stat()
+    name = name or path.stem
+    if title is None:
+        title = DATASETS[name].title if name in DATASETS else name
+    return ModelRef(name, title, str(path), st.st_mtime_ns, st.st_size)
+
+
+def shipped() -> list[ModelRef]:
+    """The shipped checkpoints that exist right now, in the zoo's order."""
+    out = []
+    for name in ZOO:
+        path = checkpoint_dir() / f"{name}.safetensors"
+        try:
+            out.append(ref_for(path, name, DATASETS[name].title))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def load(ref: ModelRef) -> Checkpoint:
+    """Load the checkpoint a ref points at (eval mode, gradients off). Raises CheckpointError."""
+    return load_checkpoint(ref.path)
+
+
+def load_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES) -> tuple[Checkpoint, str]:
+    """Validate and load an uploaded checkpoint's bytes. Returns (checkpoint, sha256 of the bytes).
+
+    Only ``.safetensors`` files written by fmq are accepted; anything else raises CheckpointError with a
+    message meant for the person who uploaded it.
+    """
+    if not filename.lower().endswith(".safetensors"):
+        raise CheckpointError(f"{filename}: only .safetensors checkpoints written by fmq can be uploaded")
+    if len(data) > max_bytes:
+        raise CheckpointError(f"{filename} is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    sha = hashlib.sha256(data).hexdigest()
+    fd, tmp = tempfile.mkstemp(suffix=".safetensors")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        ck = load_checkpoint(tmp)
+    finally:
+        os.remove(tmp)
+    ck.path = Path(filename)
+    return ck, sha
+
+
+def class_names(dataset: str, config: ModelConfig) -> list[str]:
+    """Names of the classes a conditional model knows ([] for unconditional models)."""
+    if not config.conditional:
+        return []
+    names = _CLASS_NAMES.get(dataset, [])
+    if len(names) == config.num_classes:
+        return names
+    return [str(i) for i in range(config.num_classes)]
+
+
+def labels_for(config: ModelConfig, n: int, label: int | None) -> torch.Tensor | None:
+    """Labels for n samples: None for unconditional models; one class, or every class in turn (None)."""
+    if not config.conditional:
+        return None
+    if label is None:
+        return torch.arange(n) % config.num_classes
+    if not 0 <= label < config.num_classes:
+        raise ValueError(f"class must be in 0..{config.num_classes - 1}, got {label}")
+    return torch.full((n,), int(label), dtype=torch.long)
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 over every tensor of the state dict (names and bytes): proves a model was not mutated."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def paper_claims(dataset: str | None = None) -> list[dict]:
+    """The paper's claimed points (from fmq.sweep.PAPER_CLAIMS when it exists), optionally for one data set."""
+    try:
+        from .sweep import PAPER_CLAIMS as claims  # the lead's list wins once it exists
+    except ImportError:
+        claims = _PAPER_CLAIMS
+    rows = [dict(c) for c in claims]
+    return [c for c in rows if dataset is None or c.get("dataset") == dataset]

@@ -1,0 +1,251 @@
+"""What every page shares: the sidebar's settings and the cached calls into fmq.
+
+Caching rules (the FP32 models are shared by every user of the server):
+* models live in ``st.cache_resource`` and are only ever read: quantization returns a new model;
+* runs, scores and tables live in ``st.cache_data`` with bounded entries, keyed by the model's file
+  identity (path, mtime, size, or the sha256 of an upload), so a checkpoint rewritten on disk is reloaded;
+* arguments that start with ``_`` are not hashed: they are the models, already identified by ``key``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from fmq import compare, layerview, zoo
+from fmq.checkpoint import Checkpoint, CheckpointError
+from fmq.sampling import make_noise
+
+GRANULARITIES = ("channel", "tensor", "group")
+GROUP_SIZES = (16, 32, 64, 128, 256)
+SOLVERS = ("heun", "euler", "midpoint", "rk4", "dopri5", "sde")
+SAMPLE_COUNTS = (4, 8, 16, 32, 64)
+COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
+UPLOADS = "uploads"  # session-state key: {sha256: (file name, bytes)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The sidebar, read once per run."""
+
+    model_id: str  # ModelRef.name of a shipped model, or "upload:<sha>"
+    methods: tuple[str, ...]
+    bits: int
+    granularity: str  # "channel" | "tensor" | "group:G"
+    solver: str
+    steps: int
+    n: int
+    seed: int
+    label: int | None  # None = every class in turn (or an unconditional model)
+    guidance: float
+
+    def run_args(self) -> tuple:
+        """The sampling settings as a hashable tuple (a cache key part)."""
+        return (self.n, self.seed, self.label, self.solver, self.steps, self.guidance)
+
+    def describe(self) -> str:
+        cls = "" if self.label is None else f", class {self.label}"
+        return (f"{self.n} samples, {self.solver} × {self.steps} steps, seed {self.seed}{cls}"
+                f", guidance {self.guidance:g}, {self.granularity} granularity")
+
+
+def settings() -> Settings:
+    s = st.session_state
+    gran = s.get("granularity", "channel")
+    if gran == "group":
+        gran = f"group:{s.get('group_size', 64)}"
+    label = s.get("label", "any")
+    return Settings(
+        model_id=s.get("model_id", ""), methods=tuple(s.get("methods", ())), bits=int(s.get("bits", 2)),
+        granularity=gran, solver=s.get("solver", "heun"), steps=int(s.get("steps", 8)), n=int(s.get("n", 16)),
+        seed=int(s.get("seed", 0)), label=None if label in (None, "any") else int(label),
+        guidance=float(s.get("guidance", 1.0)),
+    )
+
+
+def model_refs() -> dict[str, str]:
+    """Every model a user can pick: {id: title}. Shipped ones first, then this session's uploads."""
+    out = {r.name: r.title for r in zoo.shipped()}
+    for sha, (name, _) in st.session_state.get(UPLOADS, {}).items():
+        out[f"upload:{sha}"] = f"Uploaded: {name}"
+    return out
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the FP32 model…")
+def _shipped_model(path: str, mtime_ns: int, size: int) -> Checkpoint:
+    return zoo.load(zoo.ModelRef("", "", path, mtime_ns, size))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading your model…")
+def _uploaded_model(sha: str, _data: bytes, filename: str) -> Checkpoint:
+    return zoo.load_upload(_data, filename)[0]
+
+
+def current_model(sett: Settings) -> tuple[str, Checkpoint, str]:
+    """(cache key, checkpoint, data set name or "") of the model picked in the sidebar."""
+    if sett.model_id.startswith("upload:"):
+        sha = sett.model_id.split(":", 1)[1]
+        name, data = st.session_state[UPLOADS][sha]
+        ck = _uploaded_model(sha, data, name)
+        return sett.model_id, ck, str(ck.meta.get("dataset", ""))
+    ref = next(r for r in zoo.shipped() if r.name == sett.model_id)
+    return f"{ref.path}:{ref.mtime_ns}:{ref.size}", _shipped_model(ref.path, ref.mtime_ns, ref.size), ref.name
+
+
+def page_model() -> tuple[Settings, str, Checkpoint, str]:
+    """(settings, cache key, checkpoint, data set) for a page; stops the page with a message if there is none."""
+    sett = settings()
+    try:
+        key, ck, dataset = current_model(sett)
+    except (CheckpointError, KeyError, StopIteration) as e:
+        st.warning(f"No model to show: {e or 'pick a data set or upload a checkpoint in the sidebar'}.")
+        st.stop()
+    return sett, key, ck, dataset
+
+
+def quant_config(method: str, bits: int, granularity: str):
+    from fmq.quantize import QuantConfig
+
+    return QuantConfig(method=method, bits=int(bits), granularity=granularity)
+
+
+def _inputs(ck: Checkpoint, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    c = ck.config
+    return make_noise(n, (c.in_channels, c.image_size, c.image_size), seed), zoo.labels_for(c, n, label)
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def quantized(key: str, method: str, bits: int, granularity: str, _model) -> compare.Quantized:
+    """A quantized copy of the FP32 model (cached: every page of every user shares it, read-only)."""
+    return compare.quantize(_model, quant_config(method, bits, granularity))
+
+
+@st.cache_data(max_entries=24, show_spinner=False)
+def fp32_run(key: str, run_args: tuple, _ck: Checkpoint) -> compare.Run:
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, n, seed, label)
+    return compare.generate(_ck.model, noise, y, solver, steps, guidance, seed=seed)
+
+
+@st.cache_data(max_entries=96, show_spinner=False)
+def method_run(key: str, method: str, bits: int, granularity: str, run_args: tuple,
+               _ck: Checkpoint) -> compare.MethodResult:
+    """Quantize, generate from the same noise as FP32, and score against FP32."""
+    n, seed, label, solver, steps, guidance = run_args
+    ref = fp32_run(key, run_args, _ck)
+    q = quantized(key, method, bits, granularity, _ck.model)
+    noise, y = _inputs(_ck, n, seed, label)
+    run = compare.generate(q.model, noise, y, solver, steps, guidance, seed=seed)
+    return compare.MethodResult(quant_config(method, bits, granularity), run, compare.score(ref, run),
+                                q.seconds, q.report)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granularity: str, index: int,
+               _model) -> layerview.LayerView:
+    return layerview.layer_view(_model, name, methods, bits, granularity, index)
+
+
+def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model) -> list[dict]:
+    """Per-layer W2/MSE of every method, from the (cached) quantized models' reports."""
+    reports = {m: quantized(key, m, bits, granularity, _model).report for m in methods}
+    return layerview.layer_table(reports)
+
+
+@st.cache_data(max_entries=64, max_size="256MB", show_spinner=False)
+def packed(key: str, method: str, bits: int, granularity: str, dataset: str,
+           _model) -> tuple[layerview.CompressionRow, bytes]:
+    """The packed file's size row and bytes (kept for the download button)."""
+    return layerview.pack(_model, quant_config(method, bits, granularity), source_meta={"dataset": dataset})
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint) -> dict:
+    """One (method, bits) point of the Fidelity page, in fmq.sweep's column names."""
+    return compare.result_row(method_run(key, method, bits, granularity, run_args, _ck))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _read_results(path: str, mtime_ns: int) -> pd.DataFrame:
+    try:
+        from fmq.sweep import read_results
+    except ImportError:
+        return pd.read_csv(path)
+    rows = read_results(path)
+    return pd.DataFrame([r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows])
+
+
+SWEEP_KEYS = ("n", "solver", "steps", "seed", "guidance")  # the settings a shipped sweep was made with
+
+
+def shipped_results(dataset: str, sett: Settings) -> tuple[pd.DataFrame, str]:
+    """The committed sweep rows for this data set, chosen methods and granularity, and how they were made."""
+    path = zoo.results_path(dataset) if dataset else None
+    if path is None or not path.is_file():
+        return pd.DataFrame(), ""
+    df = _read_results(str(path), path.stat().st_mtime_ns)
+    if "protocol" in df:
+        df = df[df["protocol"] == "generation"]
+    if "granularity" in df:
+        df = df[df["granularity"] == sett.granularity]
+    df = df[df["method"].isin(sett.methods)]
+    if df.empty:
+        return df, ""
+    first = df.iloc[0]
+    made = ", ".join(f"{k} {first[k]}" for k in SWEEP_KEYS if k in df)
+    return df.reset_index(drop=True), made
+
+
+def shipped_matches(df: pd.DataFrame, sett: Settings) -> bool:
+    """Whether the shipped rows already answer the sidebar's settings (every method, every bit width)."""
+    if df.empty or any(k not in df for k in SWEEP_KEYS):
+        return False
+    first = df.iloc[0]
+    want = {"n": sett.n, "solver": sett.solver, "steps": sett.steps, "seed": sett.seed, "guidance": sett.guidance}
+    if any(str(first[k]) != str(v) and not _close(first[k], v) for k, v in want.items()):
+        return False
+    if sett.label is not None:
+        return False
+    return all(len(df[df["method"] == m]) >= 8 for m in sett.methods)
+
+
+def _close(a, b) -> bool:
+    try:
+        return abs(float(a) - float(b)) < 1e-9
+    except (TypeError, ValueError):
+        return False
+
+
+def need_methods(sett: Settings) -> bool:
+    """Tell the user what is missing when a page needs quantizers; True when it can go on."""
+    if not compare.quantizers_available():
+        st.info("The quantizers (fmq.quantize) have not landed in this build yet; this page shows the FP32 "
+                "side only.", icon="⏳")
+        return False
+    if not sett.methods:
+        st.info("Pick one or more quantizers in the sidebar to compare against FP32.", icon="👈")
+        return False
+    return True
+
+
+def torch_threads() -> None:
+    """One intra-op thread per computation: the server runs one script thread per user on a small machine,
+    and two threads fighting over two busy cores are many times slower than one (measured: 0.08 s against
+    1.5 s per MNIST evaluation while a training run held both cores). FMQ_TORCH_THREADS overrides."""
+    want = int(os.environ.get("FMQ_TORCH_THREADS", "1"))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+
+
+def bound_curves(key: str, sett: Settings, ck: Checkpoint, results: dict) -> dict | None:
+    """{method: (times, bound values)} from fmq.bounds, or None while that module has not landed."""
+    try:
+        from fmq import bounds  # noqa: F401  (another issue's work)
+    except ImportError:
+        return None
+    return None

@@ -1,0 +1,69 @@
+"""Compression: FP32 bytes, packed bytes, bits per weight (codebooks included) and ratio per method and bits;
+download of the packed model."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import _shared as sh
+
+sett, key, ck, dataset = sh.page_model()
+st.title("Compression: real bytes on disk")
+st.markdown("Every size here is a file actually written: the packed model holds the bit-packed indices, every "
+            "codebook, and the tensors kept in FP32 (biases, norms). *Bits per weight* divides all of it by the "
+            "number of parameters, so it is a little above the nominal bit width.")
+if not sh.need_methods(sett):
+    st.stop()
+
+all_bits = st.toggle("Every bit width from 1 to 8", value=False, key="comp_all_bits",
+                     help="Off: only the sidebar's bit width (fast). On: packs each method at every width.")
+widths = list(range(1, 9)) if all_bits else [sett.bits]
+points = [(m, b) for m in sett.methods for b in widths]
+rows = []
+bar = st.progress(0.0, text="Packing…") if len(points) > 1 else None
+for i, (m, b) in enumerate(points):
+    if bar is not None:
+        bar.progress(i / len(points), text=f"Packing {m} at {b} bits ({i + 1}/{len(points)})")
+    with st.spinner(f"Packing {m} at {b} bits…"):
+        rows.append(sh.packed(key, m, b, sett.granularity, dataset, ck.model)[0])
+if bar is not None:
+    bar.empty()
+
+table = [{"method": r.method, "bits": r.bits, "FP32 bytes": r.fp32_bytes, "packed bytes": r.packed_bytes,
+          "bits per weight": r.bits_per_weight, "ratio": r.ratio} for r in rows]
+at_bits = [r for r in rows if r.bits == sett.bits]
+cols = st.columns(max(1, len(at_bits)))
+for col, r in zip(cols, at_bits):
+    col.metric(f"{r.method} · {r.bits}-bit", f"{r.ratio:.1f}× smaller",
+               help=f"{r.fp32_bytes:,} → {r.packed_bytes:,} bytes")
+    col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight")
+st.dataframe(table, hide_index=True, column_config={
+    "FP32 bytes": st.column_config.NumberColumn(format="localized"),
+    "packed bytes": st.column_config.NumberColumn(format="localized"),
+    "bits per weight": st.column_config.NumberColumn(format="%.3f"),
+    "ratio": st.column_config.NumberColumn(format="%.2f×")})
+
+fig = go.Figure()
+for i, m in enumerate(sett.methods):
+    r = sorted((x for x in rows if x.method == m), key=lambda x: x.bits)
+    fig.add_trace(go.Bar(x=[f"{x.bits}-bit" for x in r], y=[x.packed_bytes / 1024 for x in r], name=m,
+                         marker_color=sh.COLORS[i % len(sh.COLORS)]))
+fig.add_hline(y=rows[0].fp32_bytes / 1024, line_dash="dash", annotation_text="FP32", line_color="grey")
+fig.update_layout(barmode="group", yaxis_title="KiB on disk", yaxis_type="log", height=380, margin={"t": 30})
+st.plotly_chart(fig, key="comp_chart")
+
+
+@st.fragment
+def download() -> None:
+    """Its own fragment: choosing what to download does not repack or redraw the page."""
+    c1, c2 = st.columns([2, 3])
+    m = c1.selectbox("Packed model to download", sett.methods, key="comp_dl_method")
+    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model)
+    c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
+                       file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",
+                       mime="application/octet-stream", key="comp_dl")
+    c2.caption("Load it with `fmq.quant.packing.load_packed(path)`.")
+
+
+download()

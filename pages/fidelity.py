@@ -1,0 +1,91 @@
+"""Fidelity: SSIM and PSNR against bits per method. Shipped results show at once; the sidebar's settings are
+computed live point by point (cached), the curves growing as each point lands; the paper's claims as markers."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmq import zoo
+from pages import _shared as sh
+
+BITS = tuple(range(1, 9))
+CLAIM_SYMBOL = {"≈": "star", ">": "triangle-up", "<": "triangle-down"}
+
+sett, key, ck, dataset = sh.page_model()
+st.title("Fidelity: how many bits does it take?")
+st.markdown("Each point quantizes the whole model at that bit width, generates from the same noise as FP32 and "
+            "measures how close the pictures are (SSIM: 1 = identical; PSNR: higher = closer). Bars: 95% intervals.")
+if not sh.need_methods(sett):
+    st.stop()
+
+shipped, protocol = sh.shipped_results(dataset, sett)
+claims = [c for c in zoo.paper_claims(dataset) if c.get("method") in sett.methods or not sett.methods]
+
+
+def figure(metric: str, live: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for i, m in enumerate(sett.methods):
+        color = sh.COLORS[i % len(sh.COLORS)]
+        if not shipped.empty and metric in shipped:
+            s = shipped[shipped["method"] == m].sort_values("bits")
+            if len(s):
+                fig.add_trace(go.Scatter(x=s["bits"], y=s[metric], mode="lines+markers", name=f"{m} shipped",
+                                         line={"color": color, "dash": "dot"}, marker={"symbol": "circle-open"}))
+        pts = sorted((r for r in live if r["method"] == m), key=lambda r: r["bits"])
+        if pts:
+            fig.add_trace(go.Scatter(
+                x=[r["bits"] for r in pts], y=[r[metric] for r in pts], mode="lines+markers", name=f"{m} live",
+                line={"color": color}, error_y={"type": "data", "symmetric": False,
+                                                "array": [r[f"{metric}_hi"] - r[metric] for r in pts],
+                                                "arrayminus": [r[metric] - r[f"{metric}_lo"] for r in pts]}))
+    cl = [c for c in claims if c["metric"] == metric]
+    if cl:
+        fig.add_trace(go.Scatter(
+            x=[c["bits"] for c in cl], y=[c["value"] for c in cl], mode="markers", name="paper's claims",
+            marker={"symbol": [CLAIM_SYMBOL.get(c.get("relation", "≈"), "star") for c in cl], "size": 14,
+                    "color": "black", "line": {"color": "white", "width": 1}},
+            text=[f"paper: {c['method']} {c.get('relation', '≈')} {c['value']}" for c in cl],
+            hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(xaxis_title="bits per weight", yaxis_title=metric.upper() + (" (dB)" if metric == "psnr" else ""),
+                      height=400, margin={"t": 30}, legend={"orientation": "h", "y": -0.25})
+    fig.update_xaxes(tickvals=list(BITS), range=[0.6, 8.4])
+    if metric == "ssim":
+        fig.update_yaxes(range=[-0.05, 1.05])
+    return fig
+
+
+if protocol:
+    st.caption(f"Shipped results ({protocol}) are dotted. Live: {sett.describe()}.")
+c1, c2 = st.columns(2)
+ph_ssim, ph_psnr = c1.empty(), c2.empty()
+ph_ssim.plotly_chart(figure("ssim", []), key="fid_ssim_0")
+ph_psnr.plotly_chart(figure("psnr", []), key="fid_psnr_0")
+
+live: list[dict] = []
+if sh.shipped_matches(shipped, sett):
+    st.success("The shipped results were made with these very settings; nothing to compute.")
+else:
+    points = [(m, b) for m in sett.methods for b in BITS]
+    bar = st.progress(0.0, text="Computing points…")
+    for i, (m, b) in enumerate(points):
+        bar.progress(i / len(points), text=f"{m} at {b} bits ({i + 1}/{len(points)})")
+        live.append(sh.fidelity_point(key, m, b, sett.granularity, sett.run_args(), ck))
+        # a fresh key each time: the chart in the placeholder is replaced, not added
+        ph_ssim.plotly_chart(figure("ssim", live), key=f"fid_ssim_{i + 1}")
+        ph_psnr.plotly_chart(figure("psnr", live), key=f"fid_psnr_{i + 1}")
+    bar.progress(1.0, text=f"{len(points)} points ({sett.describe()})")
+
+table = pd.concat([shipped.assign(source="shipped"), pd.DataFrame(live).assign(source="live")], ignore_index=True)
+if not table.empty:
+    st.dataframe(table, hide_index=True)
+    buf = io.StringIO()
+    table.to_csv(buf, index=False)
+    st.download_button("Download CSV", buf.getvalue(), file_name=f"fidelity_{dataset or 'model'}.csv",
+                       mime="text/csv")
+if claims:
+    st.caption("Black markers: the paper's reported numbers (★ ≈, ▲ more than, ▼ less than). "
+               "They were measured on the paper's own models and protocol, so expect the shape, not the values.")

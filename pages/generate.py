@@ -1,0 +1,83 @@
+"""Generate: FP32 and one grid per quantizer from the same noise; SSIM/PSNR; |diff| heat maps; timings."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmq.images import make_grid
+from pages import _shared as sh
+
+PER_ROW = 4  # grids per row of columns; more methods wrap onto further rows
+
+sett, key, ck, dataset = sh.page_model()
+st.title("Generate: FP32 against quantized")
+st.caption(f"Same noise into every model · {sett.describe()}")
+
+scale = max(1, 96 // ck.config.image_size)  # draw each sample about 96 px wide whatever the data set
+nrow = int(math.ceil(math.sqrt(sett.n)))
+methods = list(sett.methods) if sh.need_methods(sett) else []
+labels = ["FP32", *(f"{m} · {sett.bits}-bit" for m in methods)]
+slots = []
+for start in range(0, len(labels), PER_ROW):
+    slots.extend(st.columns(PER_ROW)[: len(labels[start:start + PER_ROW])])
+
+t_page = time.perf_counter()
+with slots[0]:
+    st.markdown("**FP32** (reference)")
+    with st.spinner("Sampling FP32…"):
+        ref = sh.fp32_run(key, sett.run_args(), ck)
+    st.image(make_grid(ref.images, nrow, scale=scale), width="stretch")
+    st.caption(f"{ref.nfe} evaluations · {ref.seconds:.2f} s")
+
+results = {}
+for slot, method, label in zip(slots[1:], methods, labels[1:]):
+    with slot:
+        st.markdown(f"**{label}**")
+        with st.spinner(f"Quantizing and sampling {label}…"):
+            res = sh.method_run(key, method, sett.bits, sett.granularity, sett.run_args(), ck)
+        results[method] = res
+        st.image(make_grid(res.run.images, nrow, scale=scale), width="stretch")
+        s = res.scores.summary()
+        a, b = st.columns(2)
+        a.metric("SSIM", f"{s['ssim']:.3f}", help=f"95% interval {s['ssim_lo']:.3f}–{s['ssim_hi']:.3f}")
+        b.metric("PSNR", f"{s['psnr']:.1f} dB", help=f"95% interval {s['psnr_lo']:.1f}–{s['psnr_hi']:.1f} dB")
+        st.caption(f"quantize {res.quant_seconds:.2f} s · sample {res.run.seconds:.2f} s")
+st.caption(f"Page computed in {time.perf_counter() - t_page:.2f} s (cached results come back instantly).")
+
+if results:
+    st.subheader("Where the pictures differ")
+
+    @st.fragment
+    def heat_map() -> None:
+        """Its own fragment: picking another method redraws only this part of the page."""
+        method = st.selectbox("Method", list(results), format_func=lambda m: f"{m} · {sett.bits}-bit",
+                              key="heat_method")
+        d = results[method].scores.absdiff  # (N, H, W) in [0, 2]
+        n, h, w = d.shape
+        rows = math.ceil(n / nrow)
+        grid = np.full((rows * (h + 1) - 1, nrow * (w + 1) - 1), np.nan)  # NaN gaps draw as blank lines
+        for i in range(n):
+            r, c = divmod(i, nrow)
+            grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = d[i]
+        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", zmin=0, zmax=max(0.05, float(np.nanmax(grid))),
+                                   colorbar={"title": "|x − x̂|"}, hovertemplate="|diff| %{z:.3f}<extra></extra>"))
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
+        fig.update_xaxes(showticklabels=False)
+        fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                          title=f"|FP32 − {method}| per pixel, same layout as the grids")
+        st.plotly_chart(fig, key="heat_chart")
+
+    heat_map()
+
+    st.subheader("Per image")
+    table = {"image": np.arange(sett.n)}
+    for m, res in results.items():
+        table[f"SSIM {m}"] = res.scores.ssim
+        table[f"PSNR {m} (dB)"] = res.scores.psnr
+    st.dataframe(table, hide_index=True, height=min(400, 36 * (sett.n + 1)),
+                 column_config={k: st.column_config.NumberColumn(format="%.3f") for k in table if k != "image"})

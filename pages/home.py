@@ -1,0 +1,59 @@
+"""Home: what this is, in plain words; the shipped models' sample grids; where to start."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fmq import zoo
+
+st.title("Does an image generator survive 2-bit weights?")
+st.markdown(
+    """
+An **image generator** here is a small neural network that turns random noise into a picture: a digit,
+a piece of clothing, a face. It does so in a few dozen small steps, each one asking the network
+*“which way should the picture move now?”* — that is **flow matching**.
+
+The network is just a long list of numbers (its **weights**), each stored with 32 bits. **Quantization**
+keeps only a handful of distinct values — with 2 bits, four — and replaces every weight by the nearest one.
+The model becomes about 16 times smaller. The question is whether it still draws the same pictures.
+
+How the four values are chosen matters a lot. Evenly spaced values (**uniform**) waste levels where few
+weights are; **optimal transport** (OT) places them so that the quantized weights are distributed as much
+like the originals as possible. This app lets you see the difference: the same noise goes into the
+original (FP32) model and into each quantized copy, and the pictures are compared side by side.
+"""
+)
+
+st.subheader("Where to start")
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.page_link("pages/generate.py", label="Generate", icon="🎨")
+    st.caption("FP32 and 2-bit pictures from the same noise, side by side, with SSIM and PSNR.")
+with c2:
+    st.page_link("pages/weights.py", label="Weights", icon="📊")
+    st.caption("A layer's weights as a histogram, with each quantizer's levels drawn over it.")
+with c3:
+    st.page_link("pages/fidelity.py", label="Fidelity", icon="📈")
+    st.caption("How similarity to FP32 grows with the number of bits, for every method.")
+c1, c2, c3, c4 = st.columns(4)
+c1.page_link("pages/trajectories.py", label="Trajectories", icon="🛤️")
+c2.page_link("pages/theory.py", label="Theory", icon="📐")
+c3.page_link("pages/compression.py", label="Compression", icon="🗜️")
+c4.caption("Settings for every page are in the sidebar: data set, quantizers, bits, solver, seed.")
+
+st.subheader("The shipped models")
+refs = {r.name: r for r in zoo.shipped()}
+cols = st.columns(len(zoo.ZOO))
+for col, name in zip(cols, zoo.ZOO):
+    with col:
+        ref = refs.get(name)
+        st.markdown(f"**{ref.title if ref else name}**")
+        grid = zoo.asset_path(name)
+        if ref is None:
+            st.caption("not shipped yet")
+        elif grid.is_file():
+            st.image(str(grid), width="stretch")
+        else:
+            st.caption("checkpoint ready; sample grid not made yet")
+st.caption("Pick a data set in the sidebar, then open **Generate**. "
+           "Words used: **SSIM** (1 = the same picture) and **PSNR** (in dB; higher = closer).")

@@ -1,0 +1,75 @@
+"""Weights: one layer's FP32 histogram with each method's codebook levels drawn over it; W2 and MSE per
+method; the layer-by-layer W2 of the whole model."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmq import layerview
+from pages import _shared as sh
+
+sett, key, ck, dataset = sh.page_model()
+st.title("Weights: where the levels go")
+st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each coloured set of lines is the "
+            f"handful of values ({2 ** sett.bits} at {sett.bits} bits) a method keeps; every weight is replaced "
+            "by its nearest line. Good levels sit where the weights are.")
+if not sh.need_methods(sett):
+    st.stop()
+
+layers = layerview.weight_layers(ck.model)
+shapes = dict(layers)
+
+
+@st.fragment
+def layer_panel() -> None:
+    """Its own fragment: picking a layer or channel redraws only this panel, not the whole-model chart."""
+    c1, c2 = st.columns([3, 2])
+    name = c1.selectbox("Layer", list(shapes), key="weights_layer",
+                        format_func=lambda n: f"{n}  {tuple(shapes[n])}")
+    count = layerview.slice_count(shapes[name], sett.granularity)
+    index = 0
+    if count > 1:
+        what = "Output channel" if sett.granularity == "channel" else "Group"
+        index = c2.slider(what, 0, count - 1, 0, key=f"weights_slice_{sett.granularity}")
+    else:
+        c2.caption("One codebook for the whole tensor (tensor granularity).")
+    view = sh.layer_view(key, name, sett.methods, sett.bits, sett.granularity, index, ck.model)
+
+    fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
+                                 name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))
+    counts, _ = np.histogram(view.values, bins=min(120, max(20, view.values.size // 8)))
+    top = float(counts.max()) * 1.08
+    for i, (m, lv) in enumerate(view.levels.items()):
+        xs = [v for lvl in lv for v in (lvl, lvl, None)]
+        ys = [v for _ in lv for v in (0.0, top * (1 - 0.06 * i), None)]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} ({len(lv)} levels)",
+                                 line={"color": sh.COLORS[i % len(sh.COLORS)], "width": 2.5}))
+    where = "" if sett.granularity == "tensor" else f", {sett.granularity.split(':')[0]} {index}"
+    fig.update_layout(xaxis_title="weight value", yaxis_title="count", height=420, bargap=0.02,
+                      title=f"{name}{where}: {view.values.size:,} weights, {sett.bits}-bit codebooks",
+                      margin={"t": 50}, legend={"orientation": "h", "y": -0.2})
+    st.plotly_chart(fig, key="weights_hist")
+    st.dataframe([{"method": m, "levels": len(view.levels[m]), "W2": view.w2[m], "MSE": view.mse[m]}
+                  for m in view.levels], hide_index=True,
+                 column_config={"W2": st.column_config.NumberColumn(format="%.2e"),
+                                "MSE": st.column_config.NumberColumn(format="%.2e")})
+
+
+layer_panel()
+
+st.subheader("W2 layer by layer, whole model")
+with st.spinner("Quantizing the whole model…"):
+    rows = sh.layer_rows(key, sett.methods, sett.bits, sett.granularity, ck.model)
+fig = go.Figure()
+for i, m in enumerate(sett.methods):
+    r = [x for x in rows if x["method"] == m]
+    fig.add_trace(go.Scatter(x=[x["index"] for x in r], y=[x["w2"] for x in r], mode="lines+markers", name=m,
+                             text=[x["layer"] for x in r], line={"color": sh.COLORS[i % len(sh.COLORS)]},
+                             hovertemplate="%{text}<br>W2 %{y:.2e}<extra>" + m + "</extra>"))
+fig.update_layout(xaxis_title="layer (input → output)", yaxis_title="W2(FP32, quantized)", yaxis_type="log",
+                  height=380, margin={"t": 30}, legend_title=f"{sett.bits}-bit, {sett.granularity}")
+st.plotly_chart(fig, key="weights_layers")
+st.caption("Lower is better: W2 is the optimal-transport distance between a layer's FP32 weights and their "
+           "quantized values. OT quantization minimises it by construction.")
