@@ -7,7 +7,6 @@ detached copy of one weight tensor, packed files from :func:`fmq.quant.packing.s
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -45,63 +44,37 @@ def weight_layers(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
     return [(n, tuple(p.shape)) for n, p in model.named_parameters() if n.endswith("weight") and p.ndim >= 2]
 
 
-def _group_size(granularity: str) -> int:
-    try:
-        return int(granularity.split(":", 1)[1])
-    except (IndexError, ValueError) as e:
-        raise ValueError(f"granularity must be tensor, channel or group:G, got {granularity!r}") from e
+def _groups(shape: Sequence[int], granularity: str) -> tuple[int, np.ndarray]:
+    """(number of codebooks, codebook index of every weight in row-major order) — the quantizers' own rule."""
+    from .quant.codebook import group_ids, parse_granularity
+
+    return group_ids(tuple(shape), parse_granularity(granularity))
 
 
 def slice_count(shape: Sequence[int], granularity: str) -> int:
-    """How many codebooks a tensor of ``shape`` has at ``granularity``."""
-    if granularity == "tensor":
-        return 1
-    if granularity == "channel":
-        return int(shape[0])
-    return math.ceil(math.prod(shape) / _group_size(granularity))
-
-
-def _slice(w: torch.Tensor, granularity: str, index: int) -> torch.Tensor:
-    if granularity == "tensor":
-        return w.reshape(-1)
-    if granularity == "channel":
-        return w[index].reshape(-1)
-    g = _group_size(granularity)
-    return w.reshape(-1)[index * g: (index + 1) * g]
-
-
-def _codebook_row(levels: torch.Tensor, deq: torch.Tensor, guess: int) -> int:
-    """The row of ``levels`` (G, K) whose values the dequantized slice uses; ``guess`` when it fits."""
-    used = deq.reshape(-1, 1).double()
-
-    def miss(row: int) -> float:
-        return float((used - levels[row].reshape(1, -1).double()).abs().min(dim=1).values.max())
-
-    if guess < levels.shape[0] and miss(guess) <= 1e-6 * (1 + float(used.abs().max())):
-        return guess
-    return min(range(levels.shape[0]), key=miss)
+    """How many codebooks a tensor of ``shape`` has at ``granularity`` (channels, groups, or 1)."""
+    return _groups(shape, granularity)[0]
 
 
 def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, granularity: str,
                index: int = 0) -> LayerView:
-    """FP32 weights of one slice of layer ``name`` and each method's codebook for it."""
+    """FP32 weights of slice ``index`` (a channel or group) of layer ``name``, and each method's codebook for it."""
     from .quant import quantize_tensor
 
     params = dict(model.named_parameters())
     if name not in params:
         raise ValueError(f"no parameter named {name!r}; see weight_layers(model)")
     w = params[name].detach().clone().float()
-    count = slice_count(w.shape, granularity)
+    count, ids = _groups(w.shape, granularity)
     if not 0 <= index < count:
         raise ValueError(f"slice index must be in 0..{count - 1} at {granularity} granularity, got {index}")
-    values = _slice(w, granularity, index)
+    mask = torch.from_numpy(ids == index)
+    values = w.reshape(-1)[mask]
     view = LayerView(name, tuple(w.shape), granularity, index, values.numpy().copy())
     for m in methods:
         cb = quantize_tensor(w, m, bits, granularity)
-        deq = _slice(cb.dequantize().reshape(w.shape).float(), granularity, index)
-        levels = torch.as_tensor(cb.levels).reshape(-1, torch.as_tensor(cb.levels).shape[-1])
-        row = _codebook_row(levels, deq, index if granularity != "tensor" else 0)
-        view.levels[m] = np.unique(levels[row].double().numpy())
+        deq = cb.dequantize().reshape(-1)[mask]
+        view.levels[m] = np.unique(cb.levels[index].double().numpy())
         view.w2[m] = w2_distance(values, deq)
         view.mse[m] = float((values - deq).pow(2).mean())
     return view

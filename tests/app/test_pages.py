@@ -1,0 +1,153 @@
+"""AppTest for every page, on every shipped data set's shape, every method, at 2 and 8 bits: what is drawn."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from fmq import compare
+
+from .conftest import SHAPES
+
+pytestmark = pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
+METHODS = compare.method_names()
+PAGES = ("home", "generate", "weights", "fidelity", "trajectories", "theory", "compression")
+
+
+def figures(at) -> list[dict]:
+    """Every plotly figure on the page as its JSON spec."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def values(v) -> np.ndarray:
+    """A trace's x/y/z as numbers: plotly writes numpy arrays as base64 typed arrays {dtype, bdata, shape}."""
+    if isinstance(v, dict) and "bdata" in v:
+        arr = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return arr.reshape([int(n) for n in str(v["shape"]).split(",")]) if "shape" in v else arr
+    return np.array([np.nan if x is None else x for x in np.ravel(v)], dtype=float) if v is not None else np.array([])
+
+
+def trace_types(fig: dict) -> list[str]:
+    return [t.get("type", "scatter") for t in fig["data"]]
+
+
+def goto(at, page: str):
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def number(text: str) -> float:
+    return float(text.split()[0])
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+@pytest.mark.parametrize("bits", [2, 8])
+def test_generate(make_app, dataset, bits):
+    at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "generate")
+    assert len(at.get("image")) == 1 + len(METHODS)  # FP32 + one grid per method, same noise
+    ssim = [number(m.value) for m in at.metric if m.label == "SSIM"]
+    psnr = [number(m.value) for m in at.metric if m.label == "PSNR"]
+    assert len(ssim) == len(psnr) == len(METHODS)
+    assert all(-1 <= s <= 1 for s in ssim) and all(0 <= p <= 100 for p in psnr)
+    if bits == 8:  # 8-bit weights barely move a model: the pictures must agree closely
+        assert min(ssim) > 0.9, ssim
+    (heat,) = figures(at)
+    assert trace_types(heat) == ["heatmap"]
+    z = values(heat["data"][0]["z"]).astype(float)
+    assert np.nanmin(z) >= 0 and np.nanmax(z) <= 2
+    table = at.dataframe[0].value
+    assert len(table) == 4 and {f"SSIM {m}" for m in METHODS} <= set(table.columns)
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+@pytest.mark.parametrize("bits", [2, 8])
+def test_weights(make_app, dataset, bits):
+    at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "weights")
+    hist, layers = figures(at)
+    assert trace_types(hist) == ["histogram"] + ["scatter"] * len(METHODS)
+    for trace in hist["data"][1:]:  # each method's levels, drawn as vertical lines
+        levels = set(values(trace["x"])[~np.isnan(values(trace["x"]))])
+        assert 1 <= len(levels) <= 2**bits
+    assert trace_types(layers) == ["scatter"] * len(METHODS)
+    assert all((values(t["y"]) >= 0).all() for t in layers["data"])
+    rows = at.dataframe[0].value
+    assert list(rows["method"]) == METHODS and (rows["W2"] >= 0).all() and (rows["MSE"] >= 0).all()
+
+
+def test_weights_channel_picker_reruns_only_its_fragment(make_app):
+    at = goto(make_app(model_id="mnist", methods=["ot", "uniform"], bits=2), "weights")
+    first = figures(at)[0]["layout"]["title"]["text"]
+    at.slider(key="weights_slice_channel").set_value(3).run()
+    assert not at.exception
+    assert "channel 3" in figures(at)[0]["layout"]["title"]["text"] and "channel 0" in first
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+def test_fidelity_live_points_for_every_method_and_bits(make_app, dataset):
+    at = goto(make_app(model_id=dataset, methods=METHODS), "fidelity")
+    ssim, psnr = figures(at)
+    live = [t for t in ssim["data"] if t["name"].endswith(" live")]
+    assert len(live) == len(METHODS) and all(list(values(t["x"])) == list(range(1, 9)) for t in live)
+    assert all(((values(t["y"]) >= -1) & (values(t["y"]) <= 1)).all() for t in live)
+    assert all(((values(t["y"]) >= 0) & (values(t["y"]) <= 100)).all()
+               for t in psnr["data"] if t["name"].endswith(" live"))
+    table = at.dataframe[0].value
+    assert set(table["bits"]) >= {2, 8} and set(table["method"]) == set(METHODS)
+    csv = at.get("download_button")[0]
+    assert csv.proto.label == "Download CSV"
+
+
+def test_fidelity_second_visit_is_cached(make_app):
+    at = goto(make_app(model_id="mnist", methods=["uniform"]), "fidelity")
+    first = figures(at)[0]["data"]
+    at.run()
+    assert figures(at)[0]["data"] == first  # the same points, from the cache
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+@pytest.mark.parametrize("bits", [2, 8])
+def test_trajectories(make_app, dataset, bits):
+    at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "trajectories")
+    assert len(at.get("image")) == 1 + len(METHODS)
+    (dev,) = figures(at)
+    assert trace_types(dev) == ["scatter"] * len(METHODS)
+    for t in dev["data"]:
+        x, y = values(t["x"]), values(t["y"])
+        assert x[0] == 0 and x[-1] == 1
+        assert y[0] == pytest.approx(0, abs=1e-6)  # same noise at t = 0
+        assert (y >= 0).all()
+
+
+@pytest.mark.parametrize("bits", [2, 8])
+def test_theory(make_app, bits):
+    at = goto(make_app(model_id="cifar10", methods=METHODS, bits=bits), "theory")
+    (fig,) = figures(at)
+    measured = [t for t in fig["data"] if t["name"].endswith("measured")]
+    assert len(measured) == len(METHODS)
+    assert at.dataframe[0].value["measured at t=1"].ge(0).all()
+
+
+@pytest.mark.parametrize("dataset", list(SHAPES))
+@pytest.mark.parametrize("bits", [2, 8])
+def test_compression(make_app, dataset, bits):
+    at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "compression")
+    table = at.dataframe[0].value
+    assert list(table["method"]) == METHODS and (table["bits"] == bits).all()
+    assert (table["packed bytes"] > 0).all() and (table["ratio"] > 0).all()
+    assert (table["bits per weight"] >= bits).all()  # codebooks and FP32 tensors cost extra, never less
+    if bits == 2:
+        assert (table["packed bytes"] < table["FP32 bytes"]).all()
+    (fig,) = figures(at)
+    assert trace_types(fig) == ["bar"] * len(METHODS)
+    assert at.get("download_button")
+
+
+def test_home_lists_shipped_models(make_app):
+    at = make_app()
+    assert not at.exception
+    assert "Does an image generator survive 2-bit weights?" in at.title[0].value
+    assert set(at.sidebar.selectbox(key="model_id").options) >= {"MNIST digits", "Fashion-MNIST"}
