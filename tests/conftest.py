@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 def tiny_config(**kw) -> ModelConfig:
     base = dict(image_size=8, in_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
-                norm_groups=4, num_heads=2)
+                norm_groups=4, num_heads=2, patch_size=1)
     base.update(kw)
     return ModelConfig(**base)
 
