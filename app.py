@@ -8,17 +8,17 @@ from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError
 from pages import _shared as sh
 
-st.set_page_config(page_title="fmq: low-bit flow matching", page_icon="🧊", layout="wide")
+st.set_page_config(page_title="fmq: low-bit flow matching", page_icon=":material/blur_on:", layout="wide")
 sh.torch_threads()
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/generate.py", title="Generate", icon="🎨"),
-    st.Page("pages/weights.py", title="Weights", icon="📊"),
-    st.Page("pages/fidelity.py", title="Fidelity", icon="📈"),
-    st.Page("pages/trajectories.py", title="Trajectories", icon="🛤️"),
-    st.Page("pages/theory.py", title="Theory", icon="📐"),
-    st.Page("pages/compression.py", title="Compression", icon="🗜️"),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/generate.py", title="Generate", icon=":material/image:"),
+    st.Page("pages/weights.py", title="Weights", icon=":material/bar_chart:"),
+    st.Page("pages/fidelity.py", title="Fidelity", icon=":material/show_chart:"),
+    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+    st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
+    st.Page("pages/compression.py", title="Compression", icon=":material/compress:"),
 ]
 DEFAULT_METHODS = ("ot", "uniform")
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}

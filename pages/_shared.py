@@ -54,6 +54,20 @@ class Settings:
                 f", guidance {self.guidance:g}, {self.granularity} granularity")
 
 
+def ensure_app() -> None:
+    """Run every page through app.py (its sidebar and st.navigation).
+
+    Streamlit treats a folder named ``pages/`` as an old-style multipage app until app.py has called
+    st.navigation once in the process; a first visitor who opens a deep link (``/generate``) on a fresh
+    server would get the page on its own, without the sidebar. Switch that mode off and run again.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def settings() -> Settings:
     s = st.session_state
     gran = s.get("granularity", "channel")
@@ -103,7 +117,9 @@ def page_model() -> tuple[Settings, str, Checkpoint, str]:
     try:
         key, ck, dataset = current_model(sett)
     except (CheckpointError, KeyError, StopIteration) as e:
-        st.warning(f"No model to show: {e or 'pick a data set or upload a checkpoint in the sidebar'}.")
+        why = f" ({e})" if str(e) else ""
+        st.warning(f"No model to show{why}. Put an fmq checkpoint in checkpoints/ (`python -m fmq train`) or "
+                   "upload one under **Bring your own model** in the sidebar.", icon=":material/info:")
         st.stop()
     return sett, key, ck, dataset
 
@@ -225,10 +241,10 @@ def need_methods(sett: Settings) -> bool:
     """Tell the user what is missing when a page needs quantizers; True when it can go on."""
     if not compare.quantizers_available():
         st.info("The quantizers (fmq.quantize) have not landed in this build yet; this page shows the FP32 "
-                "side only.", icon="⏳")
+                "side only.", icon=":material/hourglass_top:")
         return False
     if not sett.methods:
-        st.info("Pick one or more quantizers in the sidebar to compare against FP32.", icon="👈")
+        st.info("Pick one or more quantizers in the sidebar to compare against FP32.", icon=":material/arrow_back:")
         return False
     return True
 

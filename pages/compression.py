@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages import _shared as sh
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Compression: real bytes on disk")
 st.markdown("Every size here is a file actually written: the packed model holds the bit-packed indices, every "

@@ -15,6 +15,7 @@ from pages import _shared as sh
 BITS = tuple(range(1, 9))
 CLAIM_SYMBOL = {"≈": "star", ">": "triangle-up", "<": "triangle-down"}
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Fidelity: how many bits does it take?")
 st.markdown("Each point quantizes the whole model at that bit width, generates from the same noise as FP32 and "
@@ -81,7 +82,8 @@ else:
 
 table = pd.concat([shipped.assign(source="shipped"), pd.DataFrame(live).assign(source="live")], ignore_index=True)
 if not table.empty:
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if table[c].dtype.kind == "f"})
     buf = io.StringIO()
     table.to_csv(buf, index=False)
     st.download_button("Download CSV", buf.getvalue(), file_name=f"fidelity_{dataset or 'model'}.csv",

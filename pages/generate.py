@@ -14,6 +14,7 @@ from pages import _shared as sh
 
 PER_ROW = 4  # grids per row of columns; more methods wrap onto further rows
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Generate: FP32 against quantized")
 st.caption(f"Same noise into every model · {sett.describe()}")
@@ -45,7 +46,7 @@ for slot, method, label in zip(slots[1:], methods, labels[1:]):
         s = res.scores.summary()
         a, b = st.columns(2)
         a.metric("SSIM", f"{s['ssim']:.3f}", help=f"95% interval {s['ssim_lo']:.3f}–{s['ssim_hi']:.3f}")
-        b.metric("PSNR", f"{s['psnr']:.1f} dB", help=f"95% interval {s['psnr_lo']:.1f}–{s['psnr_hi']:.1f} dB")
+        b.metric("PSNR dB", f"{s['psnr']:.1f}", help=f"95% interval {s['psnr_lo']:.1f}–{s['psnr_hi']:.1f} dB")
         st.caption(f"quantize {res.quant_seconds:.2f} s · sample {res.run.seconds:.2f} s")
 st.caption(f"Page computed in {time.perf_counter() - t_page:.2f} s (cached results come back instantly).")
 
@@ -55,8 +56,7 @@ if results:
     @st.fragment
     def heat_map() -> None:
         """Its own fragment: picking another method redraws only this part of the page."""
-        method = st.selectbox("Method", list(results), format_func=lambda m: f"{m} · {sett.bits}-bit",
-                              key="heat_method")
+        method = st.selectbox("Method", list(results), key="heat_method")
         d = results[method].scores.absdiff  # (N, H, W) in [0, 2]
         n, h, w = d.shape
         rows = math.ceil(n / nrow)
@@ -64,13 +64,13 @@ if results:
         for i in range(n):
             r, c = divmod(i, nrow)
             grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = d[i]
-        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", zmin=0, zmax=max(0.05, float(np.nanmax(grid))),
+        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", reversescale=False, zmin=0, zmax=max(0.05, float(np.nanmax(grid))),
                                    colorbar={"title": "|x − x̂|"}, hovertemplate="|diff| %{z:.3f}<extra></extra>"))
         fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
         fig.update_xaxes(showticklabels=False)
         fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                          title=f"|FP32 − {method}| per pixel, same layout as the grids")
-        st.plotly_chart(fig, key="heat_chart")
+                          title=f"|FP32 − {method} {sett.bits}-bit| per pixel, same layout as the grids")
+        st.plotly_chart(fig, key="heat_chart", theme=None)  # keep the heat colour scale as drawn
 
     heat_map()
 

@@ -7,6 +7,7 @@ import streamlit as st
 
 from pages import _shared as sh
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Theory: how far can a quantized flow drift?")
 st.markdown(
@@ -41,7 +42,7 @@ st.plotly_chart(fig, key="theory_chart")
 
 if bound is None:
     st.info("The bound itself (fmq.bounds) has not landed in this build yet: the chart shows the measured "
-            "deviation only. Once it lands, the bound is drawn dashed over each measured curve.", icon="⏳")
+            "deviation only. Once it lands, the bound is drawn dashed over each measured curve.", icon=":material/hourglass_top:")
 else:
     st.caption("Dashed: the bound; solid: what was measured from the same noise. The bound must lie above.")
 rows = [{"method": m, "measured at t=1": float(r.scores.deviation[-1]), "SSIM": r.scores.summary()["ssim"]}

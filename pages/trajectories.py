@@ -11,6 +11,7 @@ from pages import _shared as sh
 
 SNAPSHOTS = 6  # columns of each strip: t = 0 … 1
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Trajectories: from noise to image")
 st.caption(f"Every model starts from the same noise at t = 0 · {sett.describe()}")

@@ -3,6 +3,8 @@ method; the layer-by-layer W2 of the whole model."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -10,6 +12,7 @@ import streamlit as st
 from fmq import layerview
 from pages import _shared as sh
 
+sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Weights: where the levels go")
 st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each coloured set of lines is the "
@@ -26,7 +29,8 @@ shapes = dict(layers)
 def layer_panel() -> None:
     """Its own fragment: picking a layer or channel redraws only this panel, not the whole-model chart."""
     c1, c2 = st.columns([3, 2])
-    name = c1.selectbox("Layer", list(shapes), key="weights_layer",
+    biggest = max(range(len(layers)), key=lambda i: math.prod(layers[i][1]))  # the most telling histogram
+    name = c1.selectbox("Layer", list(shapes), index=biggest, key="weights_layer",
                         format_func=lambda n: f"{n}  {tuple(shapes[n])}")
     count = layerview.slice_count(shapes[name], sett.granularity)
     index = 0

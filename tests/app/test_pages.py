@@ -50,7 +50,7 @@ def test_generate(make_app, dataset, bits):
     at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "generate")
     assert len(at.get("image")) == 1 + len(METHODS)  # FP32 + one grid per method, same noise
     ssim = [number(m.value) for m in at.metric if m.label == "SSIM"]
-    psnr = [number(m.value) for m in at.metric if m.label == "PSNR"]
+    psnr = [number(m.value) for m in at.metric if m.label == "PSNR dB"]
     assert len(ssim) == len(psnr) == len(METHODS)
     assert all(-1 <= s <= 1 for s in ssim) and all(0 <= p <= 100 for p in psnr)
     if bits == 8:  # 8-bit weights barely move a model: the pictures must agree closely

@@ -1,0 +1,105 @@
+"""The real app in a real browser: `streamlit run app.py` + Debian's chromium via playwright.
+
+Visits every page, changes the bits, waits for images and charts, saves a screenshot per page and fails on
+any exception Streamlit shows. Two sessions at once with different settings must each get their own,
+correct numbers. In CI (CI=true) a missing chromium is a failure, not a skip: `make test` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fmq import compare, zoo
+from fmq.checkpoint import load_checkpoint
+from fmq.sampling import make_noise
+
+from . import driver
+
+if driver.chromium_path() is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs Debian's chromium for the browser test: apt-get install -y chromium")
+    pytest.skip("chromium not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+SIDEBAR_DEFAULTS = {"n": 16, "solver": "heun", "steps": 8, "seed": 0}  # what app.py starts a session with
+
+
+@pytest.fixture(scope="module")
+def server(tiny_zoo, tmp_path_factory):
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    with driver.serve({"FMQ_CHECKPOINT_DIR": str(tiny_zoo)}, log=log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = driver.launch(p)
+        yield b
+        b.close()
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    """FMQ_SCREENSHOT_DIR keeps the screenshots (e.g. to look at them); otherwise a temporary folder."""
+    d = Path(os.environ.get("FMQ_SCREENSHOT_DIR") or tmp_path)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
+def test_every_page_draws_and_reacts_to_bits(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    out = shots_dir(tmp_path)
+    for i, (name, path) in enumerate(driver.PAGES.items()):
+        page.goto(f"{server}/{path}")
+        driver.wait_ready(page)
+        if name != "home":  # change the bits on every page, as a person comparing widths would
+            driver.set_slider(page, "Bits per weight", 3 + i % 4)
+            driver.wait_ready(page)
+            if name != "fidelity":  # every page but Fidelity (which spans 1..8 bits) names the width it shows
+                assert f"{3 + i % 4}-bit" in page.inner_text("[data-testid=stMain]"), name
+        assert driver.exceptions(page) == [], name
+        main = page.locator("[data-testid=stMain]")
+        images, charts = main.locator("img").count(), main.locator("[data-testid=stPlotlyChart]").count()
+        want = {"generate": (3, 1), "weights": (0, 2), "fidelity": (0, 2), "trajectories": (3, 1),
+                "theory": (0, 1), "compression": (0, 1)}.get(name, (0, 0))
+        assert images >= want[0] and charts >= want[1], (name, images, charts)
+        driver.screenshot(page, out / f"{name}.png")
+        assert (out / f"{name}.png").stat().st_size > 10_000
+    assert errors == []
+
+
+def expected_ssim(tiny_zoo: Path, method: str, bits: int) -> float:
+    """What the Generate page must show for the mnist tiny model, computed here with the library."""
+    from fmq.quantize import QuantConfig
+
+    ck = load_checkpoint(tiny_zoo / "mnist.safetensors")
+    c, n = ck.config, SIDEBAR_DEFAULTS["n"]
+    noise = make_noise(n, (c.in_channels, c.image_size, c.image_size), SIDEBAR_DEFAULTS["seed"])
+    res = compare.compare(ck.model, [QuantConfig(method, bits, "channel")], noise, zoo.labels_for(c, n, None),
+                          SIDEBAR_DEFAULTS["solver"], SIDEBAR_DEFAULTS["steps"])
+    return res.methods[0].scores.summary()["ssim"]
+
+
+@pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
+def test_two_sessions_at_once_get_their_own_results(server, browser, tiny_zoo):
+    a, b = browser.new_context().new_page(), browser.new_context().new_page()
+    for p in (a, b):
+        p.goto(f"{server}/generate")
+        driver.wait_ready(p)
+    driver.set_slider(a, "Bits per weight", 1)  # both reruns are in flight on the server at once
+    driver.set_slider(b, "Bits per weight", 8)
+    driver.wait_ready(a)
+    driver.wait_ready(b)
+    for p, bits in ((a, 1), (b, 8)):
+        text = p.inner_text("[data-testid=stMain]")
+        assert f"ot · {bits}-bit" in text and f"uniform · {bits}-bit" in text
+        shown = [float(v) for v in driver.metric_values(p, "SSIM")]
+        want = [expected_ssim(tiny_zoo, m, bits) for m in ("ot", "uniform")]
+        assert shown == pytest.approx(want, abs=1.5e-3), (bits, shown, want)
+        assert driver.exceptions(p) == []
