@@ -64,8 +64,9 @@ if results:
         for i in range(n):
             r, c = divmod(i, nrow)
             grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = d[i]
-        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", reversescale=False, zmin=0, zmax=max(0.05, float(np.nanmax(grid))),
-                                   colorbar={"title": "|x − x̂|"}, hovertemplate="|diff| %{z:.3f}<extra></extra>"))
+        top = max(0.05, float(np.nanmax(grid)))
+        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", zmin=0, zmax=top, colorbar={"title": "|x − x̂|"},
+                                   hovertemplate="|diff| %{z:.3f}<extra></extra>"))
         fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
         fig.update_xaxes(showticklabels=False)
         fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},

@@ -42,7 +42,8 @@ st.plotly_chart(fig, key="theory_chart")
 
 if bound is None:
     st.info("The bound itself (fmq.bounds) has not landed in this build yet: the chart shows the measured "
-            "deviation only. Once it lands, the bound is drawn dashed over each measured curve.", icon=":material/hourglass_top:")
+            "deviation only. Once it lands, the bound is drawn dashed over each measured curve.",
+            icon=":material/hourglass_top:")
 else:
     st.caption("Dashed: the bound; solid: what was measured from the same noise. The bound must lie above.")
 rows = [{"method": m, "measured at t=1": float(r.scores.deviation[-1]), "SSIM": r.scores.summary()["ssim"]}
