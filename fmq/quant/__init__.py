@@ -1,0 +1,68 @@
+"""Weight quantizers: pure functions from a tensor to a :class:`Codebook` (levels, indices, shape).
+
+``METHODS[name](w, bits, granularity) -> Codebook``; :func:`quantize_tensor` is the same by name.
+Every method at b bits uses at most 2**b levels per group, so all of them cost the same storage.
+
+=============  ===============================================================  ==================
+name           what                                                             module
+=============  ===============================================================  ==================
+ot             exact W2-optimal codebook (exact 1-D k-means, DP)                 :mod:`.ot`
+ot-equal-mass  the paper's OT: equal-count chunks of the sorted weights, means   :mod:`.ot`
+uniform        asymmetric min–max grid                                           :mod:`.uniform`
+pwl            piecewise linear, Fang et al. 2020 (non-overlapping, b bits)     :mod:`.pwl`
+pwl-paper      the paper's PWL: quantile breakpoints, bin-midpoint levels       :mod:`.pwl`
+log2           signed powers of two, Miyashita et al. 2016 (zero coded)         :mod:`.log2`
+log2-paper     the paper's log grid per sign                                    :mod:`.log2`
+=============  ===============================================================  ==================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from .codebook import Codebook, Granularity, PerChannel, PerGroup, PerTensor, check_bits, parse_granularity
+from .common import make_codebook
+from .log2 import log2_core, log2_paper_core
+from .ot import equal_mass_core, kmeans_1d, ot_core
+from .pwl import pwl_core, pwl_paper_core
+from .uniform import uniform_core
+
+__all__ = [
+    "METHODS",
+    "quantize_tensor",
+    "Codebook",
+    "Granularity",
+    "PerTensor",
+    "PerChannel",
+    "PerGroup",
+    "parse_granularity",
+    "check_bits",
+    "kmeans_1d",
+]
+
+_CORES = {
+    "ot": ot_core,
+    "ot-equal-mass": equal_mass_core,
+    "uniform": uniform_core,
+    "pwl": pwl_core,
+    "log2": log2_core,
+    "pwl-paper": pwl_paper_core,
+    "log2-paper": log2_paper_core,
+}
+
+
+def _method(name: str, w: torch.Tensor, bits: int, granularity: Granularity | str = "channel") -> Codebook:
+    return make_codebook(w, bits, granularity, _CORES[name], name)
+
+
+METHODS: dict[str, Callable[..., Codebook]] = {name: partial(_method, name) for name in _CORES}
+
+
+def quantize_tensor(w: torch.Tensor, method: str, bits: int, granularity: Granularity | str = "channel") -> Codebook:
+    """Quantize one tensor: ``METHODS[method](w, bits, granularity)``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[method](w, bits, granularity)

@@ -1,0 +1,110 @@
+"""Plumbing shared by the quantizers: row-wise search, nearest level, and the tensor -> Codebook driver.
+
+Every quantizer is written as a *core* on a dense float64 matrix ``x`` (B, L) — B groups of L weights —
+returning ``levels`` (B, K) sorted ascending and ``idx`` (B, L) int. :func:`make_codebook` cuts a
+tensor into such matrices (see :func:`~fmq.quant.codebook.group_batches`), runs the core and assembles
+the :class:`~fmq.quant.codebook.Codebook`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .codebook import Codebook, Granularity, check_bits, group_batches, parse_granularity
+
+__all__ = ["Core", "searchsorted_rows", "nearest_level", "compact", "make_codebook", "as_weight"]
+
+Core = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def searchsorted_rows(a: np.ndarray, v: np.ndarray, side: str = "left") -> np.ndarray:
+    """``np.searchsorted(a[r], v[r], side)`` for every row r at once; a (B, K) sorted, v (B, L)."""
+    bsz, k = a.shape
+    first, second = (v, a) if side == "left" else (a, v)
+    both = np.concatenate([first, second], axis=1)
+    order = np.argsort(both, axis=1, kind="stable")  # ties keep `first` before `second`
+    is_a = (order >= v.shape[1]) if side == "left" else (order < k)
+    count_a = np.cumsum(is_a, axis=1)
+    out = np.empty(v.shape, dtype=np.int64)
+    v_pos = ~is_a
+    v_idx = order[v_pos].reshape(bsz, -1) - (0 if side == "left" else k)
+    np.put_along_axis(out, v_idx, count_a[v_pos].reshape(bsz, -1), 1)
+    return out
+
+
+def nearest_level(levels: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index of the nearest level (B, K) sorted for each x (B, L); an exact tie goes to the lower level."""
+    if levels.shape[1] == 1:
+        return np.zeros(x.shape, dtype=np.int64)
+    mids = 0.5 * (levels[:, 1:] + levels[:, :-1])
+    return searchsorted_rows(mids, x, "left")
+
+
+def compact(levels: np.ndarray, idx: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keep at most ``k`` slots per group: drop levels no weight points to (at most ``k`` distinct ones may be)."""
+    bsz, kk = levels.shape
+    new = np.ones((bsz, kk), dtype=bool)
+    new[:, 1:] = levels[:, 1:] != levels[:, :-1]
+    first_equal = np.maximum.accumulate(np.where(new, np.arange(kk), 0), axis=1)
+    idx = np.take_along_axis(first_equal, idx, 1)  # equal levels: always point to the first copy
+    if kk <= k:
+        return levels, idx
+    used = np.zeros((bsz, kk), dtype=bool)
+    used[np.arange(bsz)[:, None], idx] = True
+    rank = np.cumsum(used, axis=1) - 1
+    new_idx = np.take_along_axis(rank, idx, 1)
+    out = np.empty((bsz, k))
+    pos = np.minimum(np.arange(k)[None, :], rank[:, -1:])  # repeat the last used level in spare slots
+    kept = np.where(used, levels, np.inf)
+    kept = np.sort(kept, axis=1)
+    out[:] = np.take_along_axis(kept, pos, 1)
+    return out, new_idx
+
+
+def as_weight(w: torch.Tensor) -> torch.Tensor:
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(w).__name__}")
+    if not w.is_floating_point():
+        raise ValueError(f"only floating-point tensors are quantized, got {w.dtype}")
+    w = w.detach()
+    if w.numel() and not torch.isfinite(w).all():
+        bad = int((~torch.isfinite(w)).sum())
+        raise ValueError(f"tensor contains NaN or Inf ({bad} of {w.numel()} values); quantize finite weights only")
+    return w
+
+
+def make_codebook(w: torch.Tensor, bits: int, granularity: Granularity | str, core: Core, method: str) -> Codebook:
+    """Run ``core`` on every group of ``w`` and assemble the :class:`Codebook`.
+
+    Every group gets K = min(2**bits, largest group size) slots; a core may return more candidate
+    levels than a group has weights (a uniform grid over 3 weights), in which case the unused ones are
+    dropped so the stored table never exceeds the group size.
+    """
+    bits = check_bits(bits)
+    gran = parse_granularity(granularity)
+    w = as_weight(w)
+    shape = tuple(w.shape)
+    flat = w.reshape(-1).cpu().to(torch.float64).numpy()
+    n_groups, batches = group_batches(shape, gran)
+    k = min(2**bits, max((pos.shape[1] for _, pos in batches), default=1))
+    levels = np.zeros((n_groups, k))
+    indices = np.zeros(flat.size, dtype=np.uint8)
+    for groups, pos in batches:
+        x = flat[pos]  # (B, L)
+        lv, idx = core(x, bits)
+        lv, idx = compact(lv, idx, min(k, pos.shape[1]))
+        if lv.shape[1] < k:
+            lv = np.concatenate([lv, np.repeat(lv[:, -1:], k - lv.shape[1], axis=1)], axis=1)
+        levels[groups] = lv
+        indices[pos] = idx
+    return Codebook(
+        levels=torch.from_numpy(levels.astype(np.float32)),
+        indices=torch.from_numpy(indices).reshape(shape),
+        shape=shape,
+        granularity=gran,
+        bits=bits,
+        method=method,
+    )

@@ -1,0 +1,102 @@
+"""Piecewise-linear quantizers: PWLQ of Fang et al. 2020, and the paper's quantile variant.
+
+``pwl`` — Fang et al., "Post-training piecewise linear quantization for deep neural networks", ECCV 2020
+(arXiv 2002.00104), non-overlapping scheme. With m = max|w| and a breakpoint 0 < p < m, the range
+[-m, m] is cut into a centre [-p, p] and two tails p < |w| <= m, each quantized uniformly:
+
+    centre: c_j = -p + 2p j / (N_c - 1),         j = 0 .. N_c - 1,   N_c = 2**(b-1)
+    tails:  t_j = ±(p + (m - p) j / (N_t - 1)),  j = 0 .. N_t - 1,   N_t = 2**(b-2)   (N_t = 1: ±(p+m)/2)
+
+A weight is rounded within its own region (|w| <= p: centre, else its tail), as in PWLQ. One of the b
+bits names the region, so the centre gets b-1 bits and each tail b-2: N_c + 2 N_t = 2**b levels in all,
+the same storage as every other method. (Fang's code gives the centre b bits and each tail b-1, i.e.
+b+1 bits per weight.) b = 1 leaves no bit for the region and is refused.
+p minimises the squared error  E(p) = sum_i (w_i - q_p(w_i))²: Fang's closed form for a Gaussian,
+p/σ = ln(0.8614 m/σ + 0.6079), is the first candidate, then a coarse-to-fine grid search over p/m
+(0.05 .. 0.95 and 1, then ±0.05 and ±0.005 around the best) keeps whichever is best; p = m (no
+tails) is allowed, so a constant group is exact.
+
+``pwl-paper`` — the paper's ``PC-PWL-Quant.py``: 2**b + 1 breakpoints at the quantiles 0, 1/K, .., 1 of
+the group (linear interpolation between order statistics), levels at the midpoints of consecutive
+breakpoints, each weight in the segment its value falls in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import searchsorted_rows
+
+__all__ = ["pwl_core", "pwl_paper_core", "pwl_levels"]
+
+_COARSE = np.append(np.linspace(0.05, 0.95, 19), 1.0)  # p = m: no tails, a plain symmetric grid
+_FINE = np.linspace(-1.0, 1.0, 11)
+
+
+def pwl_levels(m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray:
+    """Sorted levels (B, 2**b) for range m (B, 1) and breakpoint p (B, 1)."""
+    nc, nt = 2 ** (bits - 1), 2 ** (bits - 2)
+    centre = -p + 2 * p * np.arange(nc) / (nc - 1)
+    tail = (p + m) / 2 if nt == 1 else p + (m - p) * np.arange(nt) / (nt - 1)
+    return np.concatenate([-tail[:, ::-1], centre, tail], axis=1)
+
+
+def _assign(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray:
+    """Region-then-uniform-rounding index into :func:`pwl_levels` (B, L)."""
+    nc, nt = 2 ** (bits - 1), 2 ** (bits - 2)
+    a = np.abs(x)
+    cstep = np.where(p > 0, 2 * p / (nc - 1), 1.0)
+    ci = np.clip(np.rint((x + p) / cstep), 0, nc - 1)
+    if nt == 1:
+        ti = np.zeros_like(x)
+    else:
+        tstep = np.where(m > p, (m - p) / (nt - 1), 1.0)
+        ti = np.clip(np.rint((a - p) / tstep), 0, nt - 1)
+    idx = np.where(a <= p, nt + ci, np.where(x > 0, nt + nc + ti, nt - 1 - ti))
+    return idx.astype(np.int64)
+
+
+def _error(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray:
+    q = np.take_along_axis(pwl_levels(m, p, bits), _assign(x, m, p, bits), 1)
+    return ((x - q) ** 2).sum(axis=1)
+
+
+def _fang_ratio(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Fang et al.'s Gaussian closed form for p/m, clipped into the search range."""
+    sigma = x.std(axis=1, keepdims=True) + 1e-12
+    mn = m / sigma
+    return np.clip(np.log(0.86143114 * mn + 0.607901097496529) / np.maximum(mn, 1e-12), 0.01, 0.99)
+
+
+def pwl_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    if bits < 2:
+        raise ValueError("pwl needs at least 2 bits (one bit names the region), got 1")
+    m = np.abs(x).max(axis=1, keepdims=True)
+    best_r = _fang_ratio(x, m)
+    best_e = _error(x, m, best_r * m, bits)
+    candidates = [np.full_like(m, r) for r in _COARSE]
+    for width in (None, 0.05, 0.005):
+        if width is not None:  # refine around the best so far
+            candidates = [np.clip(best_r + width * f, 0.001, 1.0) for f in _FINE]
+        for r in candidates:
+            e = _error(x, m, r * m, bits)
+            better = (e < best_e)[:, None]
+            best_e = np.where(better[:, 0], e, best_e)
+            best_r = np.where(better, r, best_r)
+    p = best_r * m
+    return pwl_levels(m, p, bits), _assign(x, m, p, bits)
+
+
+def pwl_paper_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    bsz, n = x.shape
+    k = 2**bits
+    xs = np.sort(x, axis=1)
+    pos = np.linspace(0, 1, k + 1) * (n - 1)  # np.interp(linspace(0,1,K+1), linspace(0,1,N), sorted)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = pos - lo
+    bps = xs[:, lo] + frac * (xs[:, hi] - xs[:, lo])  # (B, K+1)
+    bps = np.maximum.accumulate(bps, axis=1)
+    levels = 0.5 * (bps[:, :-1] + bps[:, 1:])
+    idx = np.clip(searchsorted_rows(bps, x, "right") - 1, 0, k - 1)
+    return levels, idx

@@ -1,0 +1,183 @@
+"""Apply a :class:`QuantConfig` to a model: a new, fake-quantized model and a per-layer report.
+
+The given model is never touched (the app shares cached FP32 models between users): the result is a
+deep copy whose selected tensors hold the dequantized weights, levels rounded to fp16 exactly as a
+packed file stores them (:mod:`fmq.quant.packing`), so a packed-then-loaded model computes the same
+outputs bit for bit.
+
+The report's W2 of a layer is the empirical 2-Wasserstein distance between the original and the
+quantized weights of that layer, W2 = sqrt(mean((sort w - sort q(w))²)) (:func:`fmq.metrics.w2_distance`).
+What is proven about it: W2 <= sqrt(MSE) for any quantizer (the identity coupling is one coupling);
+and for one group, every quantizer with K levels has W2² >= SSE_kmeans / n, which the exact ``ot``
+codebook attains, so ``ot`` has the least MSE and the least W2 of all K-level quantizers *of that
+group*. With several groups (per channel, per group) ``ot`` still has the least MSE, but the layer's
+pooled W2 may be beaten: pooled W2 forgets which group a value came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+import torch
+from torch import nn
+
+from .metrics import w2_distance
+from .quant import METHODS, Codebook, check_bits, parse_granularity, quantize_tensor
+
+__all__ = ["QuantConfig", "LayerReport", "QuantReport", "quantize_model", "select_tensors", "SCOPES"]
+
+SCOPES = ("weights", "all")
+_WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                   nn.Linear)
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    method: str = "ot"  # a key of fmq.quant.METHODS
+    bits: int = 4  # index bits per weight, 1..8 (at most 2**bits levels per group)
+    granularity: str = "channel"  # "tensor" | "channel" | "group:G" (G consecutive input weights)
+    scope: str = "weights"  # "weights": Conv/Linear weights; "all": every float tensor (the paper's protocol)
+    skip: tuple[str, ...] = ()  # tensor or module names (fnmatch patterns) kept in FP32
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown quantization method {self.method!r}; choose one of {', '.join(METHODS)}")
+        check_bits(self.bits)
+        object.__setattr__(self, "granularity", str(parse_granularity(self.granularity)))
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        skip = (self.skip,) if isinstance(self.skip, str) else tuple(self.skip)
+        object.__setattr__(self, "skip", tuple(str(s) for s in skip))
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["skip"] = list(self.skip)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QuantConfig:
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown quant config fields: {sorted(unknown)}")
+        d = dict(d)
+        if "skip" in d:
+            d["skip"] = tuple(d["skip"])
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> QuantConfig:
+        return cls.from_dict(json.loads(s))
+
+
+@dataclass
+class LayerReport:
+    name: str  # state-dict name of the tensor
+    shape: tuple[int, ...]
+    numel: int
+    method: str
+    bits: int
+    levels: int  # codebook slots per group (<= 2**bits)
+    w2: float  # W2 between the original and quantized weights of this tensor
+    mse: float  # mean squared error per weight
+    bits_per_weight: float  # index bits + fp16 codebooks, per weight
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+@dataclass
+class QuantReport:
+    config: QuantConfig
+    layers: list[LayerReport]
+    kept: dict[str, int] = field(default_factory=dict)  # tensors left in FP32: name -> numel
+    codebooks: dict[str, Codebook] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def numel(self) -> int:
+        """Weights quantized."""
+        return sum(r.numel for r in self.layers)
+
+    @property
+    def mse(self) -> float:
+        """Mean squared error over all quantized weights."""
+        return sum(r.mse * r.numel for r in self.layers) / self.numel if self.numel else 0.0
+
+    @property
+    def w2(self) -> float:
+        """sqrt of the weight-count-weighted mean of the layers' W2² (each layer coupled on its own)."""
+        return math.sqrt(sum(r.w2**2 * r.numel for r in self.layers) / self.numel) if self.numel else 0.0
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Storage of the quantized tensors (indices + fp16 codebooks) per quantized weight."""
+        return sum(r.bits_per_weight * r.numel for r in self.layers) / self.numel if self.numel else 0.0
+
+    @property
+    def model_bits_per_weight(self) -> float:
+        """Storage per parameter over the whole model, kept tensors counted at 32 bits."""
+        kept = sum(self.kept.values())
+        total = self.numel + kept
+        return (self.bits_per_weight * self.numel + 32 * kept) / total if total else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "layers": [r.to_dict() for r in self.layers],
+            "kept": dict(self.kept),
+            "summary": {"numel": self.numel, "mse": self.mse, "w2": self.w2, "bits_per_weight": self.bits_per_weight,
+                        "model_bits_per_weight": self.model_bits_per_weight},
+        }
+
+
+def _skipped(name: str, patterns: tuple[str, ...]) -> bool:
+    module = name.rpartition(".")[0]
+    return any(fnmatchcase(name, p) or fnmatchcase(module, p) or name.startswith(p + ".") for p in patterns)
+
+
+def select_tensors(model: nn.Module, config: QuantConfig) -> tuple[list[str], list[str]]:
+    """State-dict names to quantize and to keep in FP32 under ``config.scope`` and ``config.skip``."""
+    if config.scope == "weights":
+        wanted = {f"{m_name}.weight" if m_name else "weight" for m_name, mod in model.named_modules()
+                  if isinstance(mod, _WEIGHT_MODULES) and getattr(mod, "weight", None) is not None}
+    else:
+        wanted = None
+    chosen, kept = [], []
+    for name, t in model.state_dict().items():
+        ok = t.is_floating_point() and (wanted is None or name in wanted) and not _skipped(name, config.skip)
+        (chosen if ok else kept).append(name)
+    return chosen, kept
+
+
+def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, QuantReport]:
+    """A quantized deep copy of ``model`` and its :class:`QuantReport`; ``model`` is left untouched."""
+    new = copy.deepcopy(model)
+    chosen, kept = select_tensors(new, config)
+    tensors = new.state_dict(keep_vars=True)
+    report = QuantReport(config=config, layers=[], kept={n: tensors[n].numel() for n in kept})
+    for name in chosen:
+        t = tensors[name]
+        w = t.detach()
+        try:
+            cb = quantize_tensor(w, config.method, config.bits, config.granularity).with_levels_as(torch.float16)
+        except ValueError as e:
+            raise ValueError(f"layer {name!r} {tuple(w.shape)}: {e}") from e
+        q = cb.dequantize()
+        err = (q.double() - w.double()).pow(2).mean().item() if w.numel() else 0.0
+        report.layers.append(LayerReport(
+            name=name, shape=tuple(w.shape), numel=w.numel(), method=config.method, bits=config.bits,
+            levels=cb.num_levels, w2=w2_distance(w, q), mse=err, bits_per_weight=cb.bits_per_weight(),
+        ))
+        report.codebooks[name] = cb
+        with torch.no_grad():
+            t.copy_(q.to(t.dtype))
+    return new, report
