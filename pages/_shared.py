@@ -237,6 +237,38 @@ def _close(a, b) -> bool:
         return False
 
 
+def safe(fn, *args):
+    """(value, None), or (None, message) when a quantizer refuses these settings (e.g. pwl needs 2 bits)."""
+    try:
+        return fn(*args), None
+    except ValueError as e:
+        return None, str(e)
+
+
+def method_results(key: str, sett: Settings, ck: Checkpoint) -> dict[str, compare.MethodResult]:
+    """Every chosen method's run at the sidebar's settings; a method that cannot run gets a warning instead."""
+    out = {}
+    for m in sett.methods:
+        res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck)
+        if err:
+            st.warning(f"**{m}** at {sett.bits} bits: {err}", icon=":material/warning:")
+        else:
+            out[m] = res
+    return out
+
+
+def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
+    """The chosen methods that can quantize this model at these settings (the others get a warning)."""
+    out = []
+    for m in sett.methods:
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model)
+        if err:
+            st.warning(f"**{m}** at {sett.bits} bits: {err}", icon=":material/warning:")
+        else:
+            out.append(m)
+    return out
+
+
 def need_methods(sett: Settings) -> bool:
     """Tell the user what is missing when a page needs quantizers; True when it can go on."""
     if not compare.quantizers_available():
@@ -258,10 +290,33 @@ def torch_threads() -> None:
         torch.set_num_threads(want)
 
 
-def bound_curves(key: str, sett: Settings, ck: Checkpoint, results: dict) -> dict | None:
-    """{method: (times, bound values)} from fmq.bounds, or None while that module has not landed."""
+BOUND_SAMPLES = 4  # the bound needs Jacobian-vector products at every step: a few samples keep it to seconds
+
+
+def bounds_available() -> bool:
     try:
         from fmq import bounds  # noqa: F401  (another issue's work)
     except ImportError:
-        return None
-    return None
+        return False
+    return True
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sensitivity(key: str, run_args: tuple, _ck: Checkpoint):
+    from fmq.bounds import fp32_sensitivity
+
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, min(n, BOUND_SAMPLES), seed, label)
+    return fp32_sensitivity(_ck.model, noise, y, solver, steps, guidance, power_iters=3)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def bound_report(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint):
+    """fmq.bounds.degradation_report for the first BOUND_SAMPLES samples (the FP32 side shared by all methods)."""
+    from fmq.bounds import degradation_report
+
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, min(n, BOUND_SAMPLES), seed, label)
+    sens = _sensitivity(key, run_args, _ck)
+    q = quantized(key, method, bits, granularity, _ck.model)
+    return degradation_report(_ck.model, q.model, noise, y, solver, steps, guidance, power_iters=3, sensitivity=sens)

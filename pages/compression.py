@@ -27,9 +27,15 @@ for i, (m, b) in enumerate(points):
     if bar is not None:
         bar.progress(i / len(points), text=f"Packing {m} at {b} bits ({i + 1}/{len(points)})")
     with st.spinner(f"Packing {m} at {b} bits…"):
-        rows.append(sh.packed(key, m, b, sett.granularity, dataset, ck.model)[0])
+        got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model)
+    if err:
+        st.warning(f"**{m}** at {b} bits: {err}", icon=":material/warning:")
+    else:
+        rows.append(got[0])
 if bar is not None:
     bar.empty()
+if not rows:
+    st.stop()
 
 table = [{"method": r.method, "bits": r.bits, "FP32 bytes": r.fp32_bytes, "packed bytes": r.packed_bytes,
           "bits per weight": r.bits_per_weight, "ratio": r.ratio} for r in rows]
@@ -59,7 +65,9 @@ st.plotly_chart(fig, key="comp_chart")
 def download() -> None:
     """Its own fragment: choosing what to download does not repack or redraw the page."""
     c1, c2 = st.columns([2, 3])
-    m = c1.selectbox("Packed model to download", sett.methods, key="comp_dl_method")
+    m = c1.selectbox("Packed model to download", sorted({r.method for r in at_bits}), key="comp_dl_method")
+    if m is None:
+        return
     _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model)
     c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
                        file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",

@@ -67,6 +67,7 @@ ph_ssim.plotly_chart(figure("ssim", []), key="fid_ssim_0")
 ph_psnr.plotly_chart(figure("psnr", []), key="fid_psnr_0")
 
 live: list[dict] = []
+skipped: list[str] = []
 if sh.shipped_matches(shipped, sett):
     st.success("The shipped results were made with these very settings; nothing to compute.")
 else:
@@ -74,11 +75,17 @@ else:
     bar = st.progress(0.0, text="Computing points…")
     for i, (m, b) in enumerate(points):
         bar.progress(i / len(points), text=f"{m} at {b} bits ({i + 1}/{len(points)})")
-        live.append(sh.fidelity_point(key, m, b, sett.granularity, sett.run_args(), ck))
+        row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), ck)
+        if err:
+            skipped.append(f"{m} at {b} bits")
+            continue
+        live.append(row)
         # a fresh key each time: the chart in the placeholder is replaced, not added
         ph_ssim.plotly_chart(figure("ssim", live), key=f"fid_ssim_{i + 1}")
         ph_psnr.plotly_chart(figure("psnr", live), key=f"fid_psnr_{i + 1}")
     bar.progress(1.0, text=f"{len(points)} points ({sett.describe()})")
+    if skipped:
+        st.caption("Not defined, so not drawn: " + ", ".join(skipped) + ".")
 
 table = pd.concat([shipped.assign(source="shipped"), pd.DataFrame(live).assign(source="live")], ignore_index=True)
 if not table.empty:

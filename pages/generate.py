@@ -40,7 +40,10 @@ for slot, method, label in zip(slots[1:], methods, labels[1:]):
     with slot:
         st.markdown(f"**{label}**")
         with st.spinner(f"Quantizing and sampling {label}…"):
-            res = sh.method_run(key, method, sett.bits, sett.granularity, sett.run_args(), ck)
+            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck)
+        if err:
+            st.warning(err, icon=":material/warning:")
+            continue
         results[method] = res
         st.image(make_grid(res.run.images, nrow, scale=scale), width="stretch")
         s = res.scores.summary()

@@ -23,8 +23,7 @@ with st.spinner("Sampling FP32…"):
 results = {}
 if sh.need_methods(sett):
     with st.spinner("Quantizing and sampling…"):
-        for m in sett.methods:
-            results[m] = sh.method_run(key, m, sett.bits, sett.granularity, sett.run_args(), ck)
+        results = sh.method_results(key, sett, ck)
 
 
 @st.fragment

