@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import streamlit as st
 
 from fmq import compare, zoo
@@ -26,7 +28,8 @@ EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}
 
 def _upload_box() -> None:
     """Bring your own model: validate the file once, keep its bytes in this session only."""
-    with st.sidebar.expander("Bring your own model"):
+    # open while a file is in it, so a rejection message is not hidden in a folded box
+    with st.sidebar.expander("Bring your own model", expanded=st.session_state.get("upload") is not None):
         f = st.file_uploader(
             "An fmq checkpoint (.safetensors)", type=["safetensors"], key="upload",
             help=f"A file written by `python -m fmq train`; at most {zoo.MAX_UPLOAD_BYTES // 2**20} MB.",
@@ -34,16 +37,21 @@ def _upload_box() -> None:
         if f is None:
             return
         data = f.getvalue()
-        try:
-            ck, sha = zoo.load_upload(data, f.name)
-        except CheckpointError as e:
-            st.error(f"That file can't be used: {e}")
-            return
         uploads = st.session_state.setdefault(sh.UPLOADS, {})
-        if sha not in uploads:
+        sha = hashlib.sha256(data).hexdigest()
+        if sha in uploads:  # validated on an earlier run of this session
+            ck = sh.current_model(sh.settings())[1] if st.session_state.get("model_id") == f"upload:{sha}" else None
+        else:
+            try:
+                ck, sha = zoo.load_upload(data, f.name)
+            except CheckpointError as e:
+                st.error(f"That file can't be used: {e}")
+                return
             uploads.clear()  # one upload per session keeps memory bounded
             uploads[sha] = (f.name, data)
             st.session_state["model_id"] = f"upload:{sha}"
+        if ck is None:
+            return
         c = ck.config
         st.success(f"{f.name}: {c.image_size}×{c.image_size}×{c.in_channels}, "
                    f"{'conditional' if c.conditional else 'unconditional'}")

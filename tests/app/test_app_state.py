@@ -1,0 +1,97 @@
+"""The app's promises beyond drawing: cached FP32 models are never mutated, uploads are validated, the
+shipped checkpoints work, pages cope with no checkpoint at all."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from fmq import compare, zoo
+from fmq.checkpoint import CheckpointError, load_checkpoint
+from pages import _shared as sh
+
+from .conftest import tiny_checkpoint
+from .test_pages import PAGES, figures, goto
+
+pytestmark = pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
+
+
+def test_cached_fp32_models_hash_the_same_after_every_page(make_app, tiny_zoo):
+    on_disk = {n: zoo.fingerprint(load_checkpoint(tiny_zoo / f"{n}.safetensors").model) for n in ("mnist", "celeba32")}
+    for name in on_disk:
+        at = make_app(model_id=name, methods=compare.method_names(), bits=2, granularity="group", group_size=16)
+        for page in PAGES:
+            goto(at, page)
+        ref = zoo.ref_for(tiny_zoo / f"{name}.safetensors", name)
+        cached = sh._shipped_model(ref.path, ref.mtime_ns, ref.size)  # the very object every session shares
+        assert zoo.fingerprint(cached.model) == on_disk[name]
+
+
+def test_a_rewritten_checkpoint_is_reloaded(make_app, tiny_zoo, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMQ_CHECKPOINT_DIR", str(tmp_path))
+    tiny_checkpoint(tmp_path, "mnist", seed=1)
+    at = goto(make_app(model_id="mnist", methods=["uniform"]), "generate")
+    before = at.dataframe[0].value["SSIM uniform"].tolist()
+    tiny_checkpoint(tmp_path, "mnist", seed=2)  # as the training run does: a new file, a new mtime
+    at.run()
+    assert at.dataframe[0].value["SSIM uniform"].tolist() != before
+
+
+def test_upload_a_checkpoint_and_use_it(make_app, tmp_path):
+    path = tiny_checkpoint(tmp_path, "cifar10", seed=3)
+    at = make_app()
+    at.sidebar.file_uploader(key="upload").upload("mine.safetensors", path.read_bytes()).run()
+    assert not at.exception and not at.sidebar.error
+    assert at.session_state["model_id"].startswith("upload:")
+    assert "Uploaded: mine.safetensors" in at.sidebar.selectbox(key="model_id").options
+    goto(at, "generate")
+    assert len(at.get("image")) == 1 + 2  # FP32 + the default two methods, at 32×32 RGB
+
+
+@pytest.mark.parametrize("name, data, says", [
+    ("pickled.safetensors", pickle.dumps({"a": 1}), "pickle"),
+    ("garbage.safetensors", b"\x00" * 64, "not a safetensors file"),
+])
+def test_a_wrong_upload_gets_a_clear_message_and_the_app_keeps_working(make_app, name, data, says):
+    at = make_app(model_id="mnist", methods=["uniform"])
+    at.sidebar.file_uploader(key="upload").upload(name, data).run()
+    assert not at.exception
+    assert any(says in e.value for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+    assert at.session_state["model_id"] == "mnist"
+    goto(at, "generate")
+    assert len(at.get("image")) == 2
+
+
+def test_zoo_refuses_other_file_types_and_oversized_uploads(tmp_path):
+    """The browser's picker already filters on .safetensors; the library checks again, and the size too."""
+    with pytest.raises(CheckpointError, match="only .safetensors"):
+        zoo.load_upload(b"\x80\x04K\x01.", "weights.pt")
+    data = tiny_checkpoint(tmp_path, "mnist").read_bytes()
+    with pytest.raises(CheckpointError, match="limit"):
+        zoo.load_upload(data, "big.safetensors", max_bytes=len(data) - 1)
+    ck, sha = zoo.load_upload(data, "ok.safetensors")
+    assert ck.config.image_size == 28 and len(sha) == 64
+
+
+def test_no_checkpoints_at_all(make_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMQ_CHECKPOINT_DIR", str(tmp_path / "empty"))
+    at = make_app()
+    assert not at.exception and at.sidebar.error
+    for page in PAGES[1:]:
+        goto(at, page)
+        assert at.warning and "No model to show" in at.warning[0].value
+
+
+SHIPPED = [r.name for r in zoo.shipped()]  # the real checkpoints/ folder, read at collection
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped checkpoint in checkpoints/ yet")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoints_generate_at_small_n(make_app, monkeypatch, name):
+    monkeypatch.delenv("FMQ_CHECKPOINT_DIR")
+    at = goto(make_app(model_id=name, methods=["ot", "uniform"], bits=2, n=4, steps=2), "generate")
+    assert len(at.get("image")) == 3
+    ssim = [float(m.value) for m in at.metric if m.label == "SSIM"]
+    assert len(ssim) == 2 and all(-1 <= s <= 1 for s in ssim)
+    assert figures(at)[0]["data"][0]["type"] == "heatmap"
