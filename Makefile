@@ -3,7 +3,7 @@
 #   make test   installs the test requirements and runs the test suite (what CI runs)
 PYTHON ?= python3
 
-.PHONY: install install-test app test lint
+.PHONY: install install-test chromium app test lint
 
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -14,7 +14,13 @@ install-test:
 app: install
 	$(PYTHON) -m streamlit run app.py
 
-test: install-test
+# The browser test drives Debian's chromium (never a downloaded browser build); CI runs as root on Debian.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "chromium could not be installed (not root?): the browser test will be skipped outside CI"
+
+test: install-test chromium
 	$(PYTHON) -m ruff check fmq tests benchmarks
 	$(PYTHON) -m pytest -q
 
