@@ -57,6 +57,45 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="PNG path")
 
 
+def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-classifier", help="train the small CNN that scores class accuracy of generations")
+    p.add_argument("--dataset", required=True, choices=["mnist", "fashion_mnist"])
+    p.add_argument("--data", help="npz file or torchvision root (default: ../shared/data/<dataset>.npz)")
+    p.add_argument("--out", required=True, help="classifier path (.safetensors)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _parse_bits(text: str) -> tuple[int, ...]:
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(out)
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    from .sampling import SOLVERS
+
+    p = sub.add_parser("sweep", help="methods x bit widths -> SSIM/PSNR table, PNG and HTML plots")
+    p.add_argument("--dataset", required=True, help="shipped model name (checkpoints/<dataset>.safetensors)")
+    p.add_argument("--checkpoint", help="another fmq checkpoint (default: the shipped one)")
+    p.add_argument("--data", help="npz file or root for real test images (default: ../shared/data/<dataset>.npz)")
+    p.add_argument("--methods", default="ot,ot-equal-mass,uniform,pwl,log2", help="comma-separated")
+    p.add_argument("--bits", default="1-8", help="e.g. 1-8 or 2,4,8")
+    p.add_argument("--granularity", default="channel", help="tensor | channel | group:G")
+    p.add_argument("--scope", default="weights", choices=["weights", "all"])
+    p.add_argument("--protocol", default="generation", help="generation, velocity, or both comma-separated")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--solver", default="heun", choices=SOLVERS)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--guidance", type=float, default=1.0)
+    p.add_argument("--bound", action="store_true", help="add the degradation-bound columns (slower)")
+    p.add_argument("--no-cache", action="store_true", help="recompute every point")
+    p.add_argument("--out", required=True, help="CSV path; the PNG and HTML plots are written beside it")
+
+
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
     from .quant import METHODS
 
@@ -77,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sample(sub)
     _add_quantize(sub)
+    _add_train_classifier(sub)
+    _add_sweep(sub)
     return parser
 
 
@@ -111,6 +152,94 @@ def _cmd_train(a: argparse.Namespace) -> int:
     train(cfg, data, data_sha=sha256_file(data_path) if data_path.is_file() else "", resume=not a.no_resume)
     print(f"wrote {a.out}")
     return 0
+
+
+def _cmd_train_classifier(a: argparse.Namespace) -> int:
+    from .classifier import save_classifier, train_classifier
+    from .data import DATASETS, load_dataset, sha256_file
+
+    data_path = Path(a.data) if a.data else DEFAULT_DATA_DIR / DATASETS[a.dataset].file
+    train, test = load_dataset(data_path, split=0), load_dataset(data_path, split=1)
+    model, acc = train_classifier(train, test, epochs=a.epochs, seed=a.seed)
+    meta = {"dataset": a.dataset, "test_accuracy": round(acc, 4), "epochs": a.epochs, "train_size": len(train),
+            "test_size": len(test), "data_sha256": sha256_file(data_path) if data_path.is_file() else "",
+            "command": a.command_line}
+    save_classifier(model, a.out, meta)
+    print(f"wrote {a.out}: test accuracy {acc:.4f}")
+    return 0
+
+
+def _cmd_sweep(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .classifier import load_classifier
+    from .data import DATASETS, load_dataset
+    from .plots import save_fidelity_html, save_fidelity_png
+    from .sweep import PAPER_CLAIMS, SweepConfig, iter_sweep, write_csv
+    from .zoo import checkpoint_dir
+
+    ckpt = Path(a.checkpoint) if a.checkpoint else checkpoint_dir() / f"{a.dataset}.safetensors"
+    model = load_checkpoint(ckpt).model
+    eval_images = None
+    info = DATASETS.get(a.dataset)
+    data_path = Path(a.data) if a.data else (DEFAULT_DATA_DIR / info.file if info else None)
+    if data_path is not None and data_path.exists():
+        data = load_dataset(data_path, split=None)
+        test = load_dataset(data_path, split=1) if data_path.suffix == ".npz" and _has_split(data_path, 1) else data
+        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(a.seed))[: a.n]
+        eval_images = test.images[perm]
+    classifier = None
+    cpath = checkpoint_dir() / f"{a.dataset}_classifier.safetensors"
+    if cpath.is_file() and model.config.conditional:
+        classifier = load_classifier(cpath)[0]
+    rows_all = []
+    out = Path(a.out)
+    for protocol in a.protocol.split(","):
+        cfg = SweepConfig(methods=tuple(a.methods.split(",")), bits=_parse_bits(a.bits), granularity=a.granularity,
+                          scope=a.scope, protocol=protocol, n=a.n, solver=a.solver, steps=a.steps, seed=a.seed,
+                          guidance=a.guidance)
+        extra_fn = _bound_columns(cfg) if a.bound and protocol == "generation" else None
+        total = len(cfg.methods) * len(cfg.bits)
+        rows = []
+        for row in tqdm(iter_sweep(model, cfg, eval_images, classifier, not a.no_cache, extra_fn), total=total,
+                        desc=f"{a.dataset} {protocol}", file=sys.stderr):
+            rows.append(row)
+        rows_all.extend(rows)
+        dicts = [{**r.__dict__} for r in rows]
+        stem = out.with_suffix("") if protocol == "generation" else out.with_name(out.stem + f"_{protocol}")
+        title = f"{a.dataset}: {protocol} protocol, {a.granularity}, n={a.n}, {a.solver} {a.steps} steps"
+        claims = [c for c in PAPER_CLAIMS if c["dataset"] == a.dataset]
+        save_fidelity_png(dicts, stem.with_suffix(".png"), claims, title)
+        save_fidelity_html(dicts, stem.with_suffix(".html"), claims, title)
+    write_csv(rows_all, out, dataset=a.dataset)
+    print(f"wrote {out} ({len(rows_all)} rows) with PNG and HTML plots beside it")
+    return 0
+
+
+def _has_split(path: Path, split: int) -> bool:
+    import numpy as np
+
+    with np.load(path) as z:
+        return "split" in z.files and bool((z["split"] == split).any())
+
+
+def _bound_columns(cfg):
+    """extra_fn for iter_sweep: the degradation bound on the first 8 samples (FP32 side computed once)."""
+    from .bounds import degradation_report, fp32_sensitivity
+
+    cache: dict = {}
+
+    def fn(model_fp, model_q, noise):
+        x0 = noise[:8]
+        y = torch.arange(len(x0)) % model_fp.config.num_classes if model_fp.config.conditional else None
+        if "sens" not in cache:
+            cache["sens"] = fp32_sensitivity(model_fp, x0, y, cfg.solver, cfg.steps, cfg.guidance)
+        rep = degradation_report(model_fp, model_q, x0, y, cfg.solver, cfg.steps, cfg.guidance,
+                                 sensitivity=cache["sens"])
+        return {f"bound_{k}": v for k, v in rep.summary().items()}
+
+    return fn
 
 
 def _cmd_sample(a: argparse.Namespace) -> int:
@@ -167,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     a.command_line = "python -m fmq " + " ".join(shlex.quote(s) for s in argv)
     try:
-        return {"train": _cmd_train, "sample": _cmd_sample, "quantize": _cmd_quantize}[a.cmd](a)
+        return {"train": _cmd_train, "sample": _cmd_sample, "quantize": _cmd_quantize,
+                "train-classifier": _cmd_train_classifier, "sweep": _cmd_sweep}[a.cmd](a)
     except (CheckpointError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

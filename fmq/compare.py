@@ -61,7 +61,7 @@ class Scores:
     deviation: np.ndarray  # (T,) mean over samples of ‖x_t − x̂_t‖ (ℓ2 over all pixels)
 
     def summary(self) -> dict[str, float]:
-        s, s_lo, s_hi = mean_ci95(self.ssim)
+        s, s_lo, s_hi = mean_ci95(self.ssim, -1.0, 1.0)
         p, p_lo, p_hi = mean_ci95(self.psnr)
         return {"ssim": s, "ssim_lo": s_lo, "ssim_hi": s_hi, "psnr": p, "psnr_lo": p_lo, "psnr_hi": p_hi,
                 "deviation": float(self.deviation[-1])}

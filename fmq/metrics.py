@@ -52,8 +52,8 @@ def psnr_per_image(ref: torch.Tensor, test: torch.Tensor, cap: float = PSNR_CAP)
     return out
 
 
-def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and a normal-approximation 95 % interval of the mean: (mean, low, high)."""
+def mean_ci95(values: np.ndarray, lo: float = -math.inf, hi: float = math.inf) -> tuple[float, float, float]:
+    """Mean and a normal-approximation 95 % interval of the mean, clipped to [lo, hi]: (mean, low, high)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
         raise ValueError("no values")
@@ -61,7 +61,7 @@ def mean_ci95(values: np.ndarray) -> tuple[float, float, float]:
     if v.size == 1:
         return m, m, m
     half = 1.96 * float(v.std(ddof=1)) / math.sqrt(v.size)
-    return m, m - half, m + half
+    return m, max(lo, m - half), min(hi, m + half)
 
 
 def w2_distance(a: torch.Tensor, b: torch.Tensor) -> float:

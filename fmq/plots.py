@@ -1,0 +1,89 @@
+"""Figures of sweep results: SSIM and PSNR against bits, one line per method, with 95 % intervals and
+the paper's claimed points as reference markers. Interactive (plotly, HTML) and static (matplotlib, PNG).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["METHOD_COLORS", "fidelity_figure", "save_fidelity_png", "save_fidelity_html"]
+
+METHOD_COLORS = {
+    "ot": "#d62728", "ot-equal-mass": "#ff7f0e", "uniform": "#1f77b4", "pwl": "#2ca02c", "log2": "#9467bd",
+    "pwl-paper": "#17becf", "log2-paper": "#8c564b",
+}
+
+
+def _by_method(rows: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: (r["method"], r["bits"])):
+        out.setdefault(r["method"], []).append(r)
+    return out
+
+
+def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: str = ""):
+    """A plotly figure with SSIM (left) and PSNR (right) against bits."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("SSIM vs FP32", "PSNR vs FP32 (dB)"))
+    for method, rs in _by_method(rows).items():
+        color = METHOD_COLORS.get(method, "#444")
+        bits = [r["bits"] for r in rs]
+        for col, m in ((1, "ssim"), (2, "psnr")):
+            fig.add_scatter(
+                x=bits, y=[r[m] for r in rs], mode="lines+markers", name=method, legendgroup=method,
+                showlegend=col == 1, line={"color": color}, row=1, col=col,
+                error_y={"type": "data", "symmetric": False, "array": [r[f"{m}_hi"] - r[m] for r in rs],
+                         "arrayminus": [r[m] - r[f"{m}_lo"] for r in rs], "thickness": 1},
+            )
+    for c in claims or []:
+        col = 1 if c["metric"] == "ssim" else 2
+        fig.add_scatter(x=[c["bits"]], y=[c["value"]], mode="markers", row=1, col=col, showlegend=False,
+                        marker={"symbol": "star-open" if c["relation"] == "≈" else "triangle-up-open"
+                                if c["relation"] == ">" else "triangle-down-open", "size": 12,
+                                "color": METHOD_COLORS.get(c["method"], "#444")},
+                        hovertext=f"paper: {c['method']} {c['bits']}-bit {c['metric']} {c['relation']} {c['value']}",
+                        hoverinfo="text", name="paper claim")
+    fig.update_xaxes(title_text="bits per weight (index)", dtick=1)
+    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=1)
+    fig.update_layout(title=title, template="plotly_white", height=420, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def save_fidelity_html(rows: list[dict], path: str | Path, claims=None, title: str = "") -> Path:
+    path = Path(path)
+    fidelity_figure(rows, claims, title).write_html(path, include_plotlyjs="cdn")
+    return path
+
+
+def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for method, rs in _by_method(rows).items():
+        color = METHOD_COLORS.get(method, "#444")
+        bits = [r["bits"] for r in rs]
+        for ax, m in zip(axes, ("ssim", "psnr")):
+            ax.errorbar(bits, [r[m] for r in rs], yerr=[[r[m] - r[f"{m}_lo"] for r in rs],
+                                                        [r[f"{m}_hi"] - r[m] for r in rs]],
+                        marker="o", ms=4, capsize=2, color=color, label=method)
+    for c in claims or []:
+        ax = axes[0] if c["metric"] == "ssim" else axes[1]
+        marker = {"≈": "*", ">": "^", "<": "v"}[c["relation"]]
+        ax.scatter([c["bits"]], [c["value"]], marker=marker, s=90, facecolors="none",
+                   edgecolors=METHOD_COLORS.get(c["method"], "#444"), linewidths=1.2)
+    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=(-0.05, 1.05))
+    axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xticks(sorted({r["bits"] for r in rows}))
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title + ("  (hollow markers: the paper's claims)" if claims else ""), fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
