@@ -18,6 +18,10 @@ Four bounds come out, two of them theorems for the sampled outputs, two estimate
 * ``bound_a_posteriori_estimate``: the same recursion with L_k = ‖∂v/∂x‖ measured at the FP32 states.
 * ``bound_a_priori`` (rigorous): weights only — ε from network_bound on the ball ‖x‖ ≤ ‖x₀‖ + sup‖v̂‖.
 * ``bound_a_priori_estimate``: ε_k = ‖∂v/∂θ‖·‖θ̂ − θ‖ (first order in the weight error), local L_k.
+
+and one prediction: ``bound_noise_model``, the same with ε_k² = Σ_i MSE_i·‖∂v/∂θ_i‖_F² / B, the typical
+velocity error if each tensor's weight error were i.i.d. noise (:mod:`fmq.jacobians`). Weights only, but
+it is a typical value, not a bound.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
+from .jacobians import local_lipschitz, param_frobenius, param_gain
 from .lipschitz import network_bound
 from .sampling import FIXED_STEP_ORDER, VelocityField, integrate
 
@@ -39,25 +43,16 @@ __all__ = [
     "solver_lipschitz",
     "defect_bound",
     "propagate",
-    "local_lipschitz",
-    "param_gain",
     "fp32_sensitivity",
     "degradation_report",
 ]
 
 _STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}  # velocity evaluations per step
-# VelocityField.__call__ runs under no_grad; its undecorated body lets torch.func differentiate the very
-# same guidance arithmetic the sampler uses.
-_CALL = getattr(VelocityField.__call__, "__wrapped__", VelocityField.__call__)
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
     """Per-sample ℓ2 over everything but the batch axis: (B, ...) -> (B,) float64."""
     return x.detach().flatten(1).double().norm(dim=1)
-
-
-def _unit(u: torch.Tensor) -> torch.Tensor:
-    return u / u.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, *[1] * (u.ndim - 1))
 
 
 def _check_solver(solver: str) -> None:
@@ -98,76 +93,6 @@ def propagate(defects: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1)
 
 
-class _Linearized:
-    """J·u and Jᵀ·w of ``out`` with respect to ``inputs`` from a single forward pass.
-
-    Jᵀw is a backward pass; J·u is the double-backward trick: g(w) = Jᵀw is linear in w, so
-    ∂⟨g(w), u⟩/∂w = J·u. Both reuse one graph, which on CPU is far cheaper than forward-mode AD.
-    """
-
-    def __init__(self, out: torch.Tensor, inputs: list[torch.Tensor]) -> None:
-        self.out, self.inputs = out, inputs
-        self.w = torch.zeros_like(out, requires_grad=True)
-        g = torch.autograd.grad(out, inputs, self.w, create_graph=True, materialize_grads=True)
-        self.live = [i for i, gi in enumerate(g) if gi.requires_grad]  # inputs the output depends on
-        self.g = [g[i] for i in self.live]
-
-    def jvp(self, u: list[torch.Tensor]) -> torch.Tensor:
-        return torch.autograd.grad(self.g, self.w, [u[i] for i in self.live], retain_graph=True)[0]
-
-    def vjp(self, w: torch.Tensor) -> list[torch.Tensor]:
-        return list(torch.autograd.grad(self.out, self.inputs, w, retain_graph=True, materialize_grads=True))
-
-
-def local_lipschitz(
-    model: nn.Module,
-    x: torch.Tensor,
-    t: float,
-    y: torch.Tensor | None = None,
-    guidance: float = 1.0,
-    iters: int = 6,
-    start: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Estimate ‖∂v/∂x‖₂ at every sample of x (B, C, H, W) at time t, by power iteration on JᵀJ.
-
-    Returns (σ (B,) float64, u (B, C, H, W) the last unit directions, to warm-start a nearby point).
-    σ = ‖J·u‖ with ‖u‖ = 1, so σ never exceeds the true local norm: an estimate from below. Fields must act
-    per sample (the UNet does: GroupNorm and attention never mix samples), so JᵀJ is block diagonal.
-    """
-    vf, tt = VelocityField(model, y, guidance), torch.tensor(float(t), dtype=x.dtype)
-    u = start if start is not None else torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    u = _unit(u.to(x))
-    with torch.enable_grad():
-        xx = x.detach().requires_grad_(True)
-        lin = _Linearized(_CALL(vf, xx, tt), [xx])
-        for _ in range(iters):
-            u = _unit(lin.vjp(lin.jvp([u]))[0])
-        return _norms(lin.jvp([u])), u.detach()
-
-
-def param_gain(
-    model: nn.Module, x: torch.Tensor, t: float, y: torch.Tensor | None = None, guidance: float = 1.0, iters: int = 6
-) -> float:
-    """Estimate ‖∂v/∂θ‖₂ (all parameters -> the whole batch of velocities at x (B, C, H, W), t).
-
-    First order in the weight error: ‖v̂ − v‖ ≈ ‖(∂v/∂θ)(θ̂ − θ)‖ ≤ gain·‖θ̂ − θ‖₂. Taken jointly over the
-    batch, it is at least every sample's own gain (and at most √B times the largest).
-    """
-    vf, tt = VelocityField(model, y, guidance), torch.tensor(float(t), dtype=x.dtype)
-    g = torch.Generator().manual_seed(0)
-    with torch.enable_grad():
-        params = {k: p.detach().requires_grad_(True) for k, p in model.named_parameters()}
-        vf.model = lambda *a: functional_call(model, params, a)  # our own wrapper; the model is untouched
-        lin = _Linearized(_CALL(vf, x.detach(), tt), list(params.values()))
-        u = [torch.randn(p.shape, generator=g).to(p) for p in params.values()]
-        for _ in range(iters + 1):
-            n = math.sqrt(sum(float(v.pow(2).sum()) for v in u)) or 1.0
-            u = [v / n for v in u]
-            ju = lin.jvp(u)
-            u = lin.vjp(ju)
-        return float(ju.detach().double().norm())
-
-
 @dataclass
 class Sensitivity:
     """The FP32 half of the bound, computed once per model, noise, labels, solver, steps and guidance."""
@@ -182,6 +107,7 @@ class Sensitivity:
     velocity: torch.Tensor  # (N, B, C, H, W) v(x_k, t_k)
     lip_local: torch.Tensor  # (B, N) float64, estimates of ‖∂v/∂x‖ at (x_k, t_k)
     param_gain: torch.Tensor  # (N,) float64, estimates of ‖∂v/∂θ‖ at the batch (x_k, t_k)
+    param_frobenius: dict[str, torch.Tensor]  # name -> (N,) float64, ‖∂v/∂θ_i‖_F² summed over the batch
 
 
 def _run(model, noise, y, guidance, solver, steps) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,14 +151,16 @@ def fp32_sensitivity(
     """FP32 trajectory, its grid velocities, local Lipschitz and parameter-gain estimates at every x_k."""
     _check_solver(solver)
     states, vel = _run(model_fp, noise, y, guidance, solver, steps)
-    lips, gains, u = [], [], None
+    lips, gains, frob, u = [], [], [], None
     for k in range(steps):
         lip, u = local_lipschitz(model_fp, states[k], k / steps, y, guidance, power_iters, start=u)  # warm start
         lips.append(lip)
         gains.append(param_gain(model_fp, states[k], k / steps, y, guidance, power_iters))
+        frob.append(param_frobenius(model_fp, states[k], k / steps, y, guidance))
+    frob_t = {name: torch.tensor([f[name] for f in frob], dtype=torch.float64) for name in frob[0]}
     return Sensitivity(
         solver, steps, float(guidance), noise, y, [k / steps for k in range(steps + 1)], states, vel,
-        torch.stack(lips, dim=1), torch.tensor(gains, dtype=torch.float64),
+        torch.stack(lips, dim=1), torch.tensor(gains, dtype=torch.float64), frob_t,
     )  # fmt: skip
 
 
@@ -259,6 +187,8 @@ class BoundReport:
     bound_a_posteriori: torch.Tensor  # (B,) rigorous, measured defects, global L
     bound_a_posteriori_estimate: torch.Tensor  # (B,) measured defects, local L
     bound_path_estimate: torch.Tensor  # (B, N+1) the estimate at every t_k
+    eps_noise_model: torch.Tensor  # (N,) RMS ‖v − v̂‖ predicted from per-tensor weight MSEs (noise model)
+    bound_noise_model: float  # the a-priori estimate with eps_noise_model: a typical value, not a bound
 
     @property
     def deviation(self) -> torch.Tensor:
@@ -281,6 +211,7 @@ class BoundReport:
             "lip_upper": self.lip_upper,
             "bound_a_priori": self.bound_a_priori,
             "bound_a_priori_estimate": self.bound_a_priori_estimate,
+            "bound_noise_model": self.bound_noise_model,
             "bound_a_posteriori": float(self.bound_a_posteriori.max()),
             "bound_a_posteriori_estimate": float(self.bound_a_posteriori_estimate.max()),
         }
@@ -338,25 +269,32 @@ def degradation_report(
     post = propagate(defect_t, lam_up)[:, -1]
 
     path_est = propagate(defect_t, solver_lipschitz(h * sens.lip_local, solver))
-    dtheta = _weight_error(model_fp, model_q)
+    mse = _weight_mse(model_fp, model_q)
+    dtheta = math.sqrt(sum(m * n for m, n in mse.values()))
     eps_est = sens.param_gain * dtheta  # (N,)
+    eps_noise = (sum(sens.param_frobenius[k] * m for k, (m, _) in mse.items()) / noise.shape[0]).sqrt()
     lip_k = sens.lip_local.max(dim=0).values  # (N,) ε_est is one number per step, so take the batch's worst L
-    prior_est = propagate(defect_bound(eps_est, lip_k, h, solver)[None], solver_lipschitz(h * lip_k, solver)[None])
+    lam_k = solver_lipschitz(h * lip_k, solver)[None]
+    prior_est = propagate(defect_bound(eps_est, lip_k, h, solver)[None], lam_k)[0, -1]
+    noise_est = propagate(defect_bound(eps_noise, lip_k, h, solver)[None], lam_k)[0, -1]
     return BoundReport(
         solver, steps, float(guidance), sens.times, _norms_path(sens.states, q_states),
         torch.stack(eps_fp, dim=1), torch.stack(eps_q, dim=1), defect_t, lip_up, sens.lip_local, eps_up,
-        eps_est, dtheta, x_norm, float(prior), float(prior_est[0, -1]), post, path_est[:, -1], path_est,
+        eps_est, dtheta, x_norm, float(prior), float(prior_est), post, path_est[:, -1], path_est,
+        eps_noise, float(noise_est),
     )  # fmt: skip
 
 
-def _weight_error(model_fp: nn.Module, model_q: nn.Module) -> float:
-    """‖θ̂ − θ‖₂ over all parameters, matched by name."""
+def _weight_mse(model_fp: nn.Module, model_q: nn.Module) -> dict[str, tuple[float, int]]:
+    """Per parameter tensor, matched by name: (mean squared error θ̂ − θ, number of entries)."""
     q = dict(model_q.named_parameters())
     missing = [n for n, _ in model_fp.named_parameters() if n not in q]
     if missing:
         raise ValueError(f"the quantized model lacks parameters {missing[:3]}; it must keep the FP32 layout")
-    sq = sum(float((p.detach() - q[n].detach()).double().pow(2).sum()) for n, p in model_fp.named_parameters())
-    return math.sqrt(sq)
+    return {
+        n: (float((p.detach() - q[n].detach()).double().pow(2).mean()), p.numel())
+        for n, p in model_fp.named_parameters()
+    }
 
 
 def _norms_path(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

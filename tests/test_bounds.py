@@ -16,10 +16,10 @@ from fmq.bounds import (
     degradation_report,
     fp32_sensitivity,
     gronwall_bound,
-    local_lipschitz,
     propagate,
     solver_lipschitz,
 )
+from fmq.jacobians import local_lipschitz, param_frobenius
 from fmq.models import UNet
 from fmq.quant import METHODS
 from fmq.quantize import QuantConfig, quantize_model
@@ -117,6 +117,28 @@ def test_local_lipschitz_matches_the_exact_jacobian_norm():
 
         exact = float(torch.linalg.matrix_norm(torch.autograd.functional.jacobian(f, x[b].flatten()).double(), 2))
         assert float(sigma[b]) == pytest.approx(exact, rel=1e-3)
+
+
+def test_param_frobenius_on_a_linear_layer():
+    """v = W·x + b: ‖∂v/∂W‖_F² = D·Σ_b‖x_b‖² and ‖∂v/∂b‖_F² = B·D."""
+    f, x = linear_field(0.5), make_noise(8, SHAPE, 3)
+    fro = param_frobenius(f, x, 0.2, probes=256)
+    assert fro["body.1.weight"] == pytest.approx(D * float(x.pow(2).sum()), rel=0.05)
+    assert fro["body.1.bias"] == pytest.approx(8 * D, rel=0.05)
+
+
+def test_noise_model_predicts_the_velocity_error_of_noise_like_weight_errors():
+    """Weights perturbed by i.i.d. noise: the noise model's ε is the RMS of the measured ‖v − v̂‖."""
+    f = mlp_field(5)
+    q = copy.deepcopy(f)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in q.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.01)
+    r = report(f, q, "euler", steps=6, n=32)
+    measured = r.eps_measured.pow(2).mean(dim=0).sqrt()  # (N,) RMS over samples at the FP32 states
+    assert r.eps_noise_model.numpy() == pytest.approx(measured.numpy(), rel=0.3)
+    assert r.bound_noise_model < r.bound_a_priori_estimate  # typical error vs worst direction
 
 
 # --- linear fields: everything in closed form -------------------------------------------------------------
