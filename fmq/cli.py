@@ -39,6 +39,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast in the forward pass")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if a state file exists")
+    p.add_argument("--init-from", default="", help="continue from this checkpoint's weights when no state file "
+                   "exists (e.g. a committed checkpoint on a new machine)")
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
@@ -144,7 +146,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     cfg = TrainConfig(
         dataset=a.dataset, data=str(data_path), out=a.out, steps=a.steps, batch_size=a.batch_size, lr=a.lr,
         warmup=a.warmup, ema_decay=a.ema_decay, label_dropout=a.label_dropout, hflip=info.hflip,
-        ckpt_every=a.ckpt_every, seed=a.seed, bf16=a.bf16,
+        ckpt_every=a.ckpt_every, seed=a.seed, bf16=a.bf16, init_from=a.init_from,
         command=a.command_line, model=model_cfg,
     )
     print(f"{info.title}: {len(data)} images {data.shape}; model {count_parameters(UNet(model_cfg)):,} parameters",

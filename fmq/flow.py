@@ -65,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False  # bfloat16 autocast for the forward pass
     command: str = ""  # the command line that started this run (recorded)
+    init_from: str = ""  # checkpoint to continue from when no resume state exists (weights only, fresh AdamW)
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def to_json(self) -> str:
@@ -152,6 +153,20 @@ class _Trainer:
         self.loss_avg = float(meta["loss_avg"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
 
+    def init_from_checkpoint(self, path: str) -> None:
+        """Continue from a checkpoint's EMA weights (model and EMA), at its step count; the optimiser
+        moments and the data order start afresh, so this is a warm start, not an exact resume."""
+        from .checkpoint import load_checkpoint
+
+        ck = load_checkpoint(path)
+        if ck.config != self.cfg.model:
+            raise CheckpointError(f"{path} has another model config than this run: {ck.config} vs {self.cfg.model}")
+        self.model.load_state_dict(ck.model.state_dict())
+        self.ema.load_state_dict(ck.model.state_dict())
+        self.step = int(ck.meta.get("steps", 0))
+        self.history = [tuple(h) for h in ck.meta.get("loss_history", [])]
+        self.gen.manual_seed(self.cfg.seed + self.step)  # a new data order, not a replay of the first one
+
     # ---- one step -----------------------------------------------------------------------------
     def batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         cfg, n = self.cfg, len(self.data)
@@ -218,6 +233,9 @@ def train(cfg: TrainConfig, data: ImageData, data_sha: str = "", resume: bool = 
     if resume and sp.exists():
         trainer.load_state(sp)
         print(f"resumed from {sp} at step {trainer.step}", file=sys.stderr)
+    elif cfg.init_from:
+        trainer.init_from_checkpoint(cfg.init_from)
+        print(f"continuing from {cfg.init_from} at step {trainer.step} (weights only)", file=sys.stderr)
     if trainer.step >= cfg.steps:
         return trainer.ema
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from fmq.data import load_npz
@@ -54,3 +55,22 @@ def test_label_dropout_uses_null_label(tmp_path, toy_npz):
     null = (y == 2).float().mean().item()
     assert 0.35 < null < 0.65
     assert set(y.tolist()) <= {0, 1, 2}
+
+
+def test_init_from_checkpoint_continues_the_step_count(tmp_path, toy_npz):
+    data = load_npz(toy_npz)
+    first = train(_cfg(tmp_path / "a", toy_npz, 6), data, progress=False)
+    ckpt = tmp_path / "a" / "m.safetensors"
+    t = _Trainer(_cfg(tmp_path / "b", toy_npz, 12, init_from=str(ckpt)), data)
+    t.init_from_checkpoint(str(ckpt))
+    assert t.step == 6
+    for k, v in first.state_dict().items():
+        assert torch.equal(t.model.state_dict()[k], v) and torch.equal(t.ema.state_dict()[k], v)
+    cont = train(_cfg(tmp_path / "b", toy_npz, 12, init_from=str(ckpt)), data, progress=False)
+    assert not torch.equal(cont.state_dict()["stem.weight"], first.state_dict()["stem.weight"])
+    from fmq.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "b" / "m.safetensors").meta["steps"] == 12
+    with pytest.raises(Exception, match="another model config"):
+        _Trainer(_cfg(tmp_path / "c", toy_npz, 3, model=tiny_config(num_classes=3)), data).init_from_checkpoint(
+            str(ckpt))
