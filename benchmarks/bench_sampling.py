@@ -1,0 +1,105 @@
+"""Speed of training and sampling on the MNIST-sized model (prints figures; not a test).
+
+    python benchmarks/bench_sampling.py [--checkpoint checkpoints/mnist.safetensors] [--repeats 5]
+
+Prints a machine line, then medians over ``--repeats`` runs of: seconds per training step at batch 128
+(FP32 and bf16 autocast), and seconds to sample 16 and 64 images per solver and step count.
+Target (issue 2): 16 MNIST images with Heun at 20 steps in under 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fmq.flow import cfm_loss  # noqa: E402
+from fmq.models import ModelConfig, UNet, count_parameters  # noqa: E402
+from fmq.sampling import make_noise, sample  # noqa: E402
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"machine: {cpu}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"python {platform.python_version()}")
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoint", default=None, help="use this model (default: a fresh MNIST-sized model)")
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    print(machine_line())
+    if a.checkpoint:
+        from fmq.checkpoint import load_checkpoint
+
+        model = load_checkpoint(a.checkpoint).model
+    else:
+        torch.manual_seed(0)
+        model = UNet(ModelConfig(num_classes=10)).eval().requires_grad_(False)
+    cfg = model.config
+    print(f"model: {count_parameters(model):,} parameters, {cfg.image_size}x{cfg.image_size}x{cfg.in_channels}, "
+          f"patch {cfg.patch_size}, base {cfg.base_channels}, mults {cfg.channel_mults}")
+
+    train_model = UNet(cfg)
+    opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, cfg.in_channels, cfg.image_size, cfg.image_size)
+    y = torch.randint(0, max(cfg.num_classes, 1), (128,)) if cfg.conditional else None
+    for bf16 in (False, True):
+        def step(bf16=bf16) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = cfm_loss(train_model, x, y, g)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        print(f"train step, batch 128, {'bf16 autocast' if bf16 else 'fp32'}: {median_time(step, a.repeats):.3f} s")
+
+    print("sampling (fp32, guidance 1):")
+    print(f"{'solver':>8} {'steps':>5} {'NFE':>4} {'16 images s':>12} {'64 images s':>12}")
+    for solver, steps in [("euler", 20), ("midpoint", 10), ("heun", 10), ("heun", 20), ("rk4", 10), ("dopri5", 0),
+                          ("sde", 40)]:
+        row = []
+        nfe = 0
+        for n in (16, 64):
+            noise = make_noise(n, (cfg.in_channels, cfg.image_size, cfg.image_size), seed=0)
+            labels = torch.arange(n) % cfg.num_classes if cfg.conditional else None
+            res = {}
+
+            def run(noise=noise, labels=labels, res=res, solver=solver, steps=steps) -> None:
+                res["r"] = sample(model, noise, solver, steps, y=labels, sde_scale=0.5, rtol=1e-3, atol=1e-3)
+
+            row.append(median_time(run, a.repeats))
+            nfe = res["r"].nfe
+        label = "tol 1e-3" if solver == "dopri5" else str(steps)
+        print(f"{solver:>8} {label:>5} {nfe:>4} {row[0]:>12.3f} {row[1]:>12.3f}")
+
+
+if __name__ == "__main__":
+    main()
