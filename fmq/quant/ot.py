@@ -32,18 +32,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kmeans1d import kmeans_boundaries
+
 __all__ = ["kmeans_1d", "ot_core", "equal_mass_core"]
 
-_T_BUDGET = 1 << 24  # int32 argmin entries kept for backtracking per batch chunk (64 MB)
-
+_BUDGET = 1 << 25  # DP table entries per batch chunk
 
 def _compress(x: np.ndarray):
     """Sort each row and collapse equal values: (order, distinct id of each sorted entry, values, counts)."""
     b, n = x.shape
-    order = np.argsort(x, axis=1, kind="stable")
+    order = np.argsort(x, axis=1)
     xs = np.take_along_axis(x, order, 1)
-    new = np.ones((b, n), dtype=bool)
-    new[:, 1:] = xs[:, 1:] != xs[:, :-1]
+    new = np.empty((b, n), dtype=bool)
+    new[:, 0] = True
+    np.not_equal(xs[:, 1:], xs[:, :-1], out=new[:, 1:])
+    if new.all():  # all distinct (the usual case for float weights)
+        return order, np.broadcast_to(np.arange(n), (b, n)), xs, np.ones((b, n))
     cid = np.cumsum(new, axis=1) - 1  # (B, n) index of each sorted value among its row's distinct values
     m = int(cid[:, -1].max()) + 1
     flat = (np.arange(b)[:, None] * m + cid).ravel()
@@ -51,78 +55,6 @@ def _compress(x: np.ndarray):
     vals.reshape(-1)[flat] = xs.reshape(-1)
     counts = np.bincount(flat, minlength=b * m).reshape(b, m).astype(np.float64)
     return order, cid, vals, counts
-
-
-def _layer(dprev: np.ndarray, w: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One layer of (2) for all rows of all groups: D (B, m) and its smallest argmin T (B, m).
-
-    Level-synchronous divide and conquer: all nodes of one recursion depth are evaluated together;
-    a node is a range of rows sharing one candidate range per group.
-    """
-    bsz, m = dprev.shape
-    d_out = np.empty_like(dprev)
-    t_out = np.empty((bsz, m), dtype=np.int32)
-    dflat, wflat, s1flat, s2flat = dprev.reshape(-1), w.reshape(-1), s1.reshape(-1), s2.reshape(-1)
-    lo, hi = np.array([0]), np.array([m - 1])  # row ranges of the nodes (shared by all groups)
-    olo = np.zeros((bsz, 1), dtype=np.int64)  # candidate ranges (B, nodes)
-    ohi = np.full((bsz, 1), m - 1, dtype=np.int64)
-    rowbase = (np.arange(bsz) * m)[:, None]
-    while lo.size:
-        nodes = lo.size
-        mid = (lo + hi) // 2
-        chi = np.minimum(ohi, mid[None, :])
-        lens = (chi - olo + 1).reshape(-1)
-        starts = np.cumsum(lens) - lens
-        seg = np.repeat(np.arange(lens.size), lens)
-        offs = np.arange(seg.size) - starts[seg]
-        fj = (olo + rowbase).reshape(-1)[seg] + offs  # flat candidate index b*m + j
-        fi = (mid[None, :] + rowbase).reshape(-1)[seg]  # flat row index b*m + i
-        dw = wflat[fi] - wflat[fj]
-        ds = s1flat[fi] - s1flat[fj]
-        val = dflat[fj] + (s2flat[fi] - s2flat[fj] - ds * ds / np.maximum(dw, 1.0))
-        best = np.minimum.reduceat(val, starts)
-        first = np.minimum.reduceat(np.where(val <= best[seg], np.arange(seg.size), seg.size), starts)
-        arg = (fj[first] - rowbase.reshape(-1).repeat(nodes)).reshape(bsz, nodes)
-        d_out[:, mid] = best.reshape(bsz, nodes)
-        t_out[:, mid] = arg
-        left, right = lo <= mid - 1, mid + 1 <= hi
-        lo = np.concatenate([lo[left], mid[right] + 1])
-        hi = np.concatenate([mid[left] - 1, hi[right]])
-        olo = np.concatenate([olo[:, left], arg[:, right]], axis=1)
-        ohi = np.concatenate([arg[:, left], ohi[:, right]], axis=1)
-    return d_out, t_out
-
-
-def _cost_to(w, s1, s2, i: int) -> np.ndarray:
-    """cost(j, i) for all j, (B, m)."""
-    dw = w[:, i:i + 1] - w
-    ds = s1[:, i:i + 1] - s1
-    return s2[:, i:i + 1] - s2 - ds * ds / np.maximum(dw, 1.0)
-
-
-def _solve(vals: np.ndarray, counts: np.ndarray, k: int) -> np.ndarray:
-    """Optimal cluster boundaries (B, k+1) over the distinct values (0 = t_0 <= ... <= t_k = m)."""
-    bsz, m = vals.shape
-    tot = counts.sum(1, keepdims=True)
-    centred = vals - (vals * counts).sum(1, keepdims=True) / tot  # centring keeps S2 - S1²/W accurate
-    zero = np.zeros((bsz, 1))
-    w = np.concatenate([zero, np.cumsum(counts, 1)], 1)
-    s1 = np.concatenate([zero, np.cumsum(counts * centred, 1)], 1)
-    s2 = np.concatenate([zero, np.cumsum(counts * centred * centred, 1)], 1)
-    t = np.zeros((bsz, k + 1), dtype=np.int64)
-    t[:, k] = m
-    if k == 1:
-        return t
-    d = s2 - s1 * s1 / np.maximum(w, 1.0)  # D_1(i) = cost(0, i)
-    argmins = []
-    for _ in range(2, k):
-        d, arg = _layer(d, w, s1, s2)
-        argmins.append(arg)
-    t[:, k - 1] = np.argmin(d + _cost_to(w, s1, s2, m), axis=1)
-    rows = np.arange(bsz)
-    for layer in range(k - 1, 1, -1):  # argmins[layer - 2] is T_layer
-        t[:, layer - 1] = argmins[layer - 2][rows, t[:, layer]]
-    return t
 
 
 def kmeans_1d(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,8 +71,9 @@ def kmeans_1d(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         levels = np.concatenate([vals, np.repeat(vals[:, -1:], k - m, axis=1)], axis=1)
         lab_sorted = cid
     else:
-        chunk = max(1, _T_BUDGET // max(1, (k - 2) * (m + 1)))
-        bounds = np.concatenate([_solve(vals[s:s + chunk], counts[s:s + chunk], k) for s in range(0, bsz, chunk)])
+        chunk = max(1, _BUDGET // max(1, k * (m + 1)))  # bounds the argmin tables kept for backtracking
+        bounds = np.concatenate([kmeans_boundaries(vals[s:s + chunk], counts[s:s + chunk], k)
+                                 for s in range(0, bsz, chunk)])
         ccount = np.concatenate([np.zeros((bsz, 1)), np.cumsum(counts, 1)], 1)
         csum = np.concatenate([np.zeros((bsz, 1)), np.cumsum(counts * vals, 1)], 1)
         rows = np.arange(bsz)[:, None]

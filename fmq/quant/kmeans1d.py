@@ -1,0 +1,284 @@
+"""Exact one-dimensional k-means for many groups at once, in vectorised numpy.
+
+Problem: for each row of sorted distinct values v_1 < ... < v_m with counts, split the positions into
+k contiguous clusters minimising the within-cluster sum of squares. With prefix sums W, S1, S2,
+
+    cost(j, i) = S2_i - S2_j - (S1_i - S1_j)² / (W_i - W_j)           (entries j+1 .. i in one cluster)
+    D_k(i) = min_{j < i} D_{k-1}(j) + cost(j, i),    D_1(i) = cost(0, i),    answer D_k(m)       (1)
+
+(Wang & Song 2011). ``cost`` obeys the quadrangle inequality, so the smallest minimiser T_k(i) of (1)
+is non-decreasing in i, and T_{k-1}(i) <= T_k(i); each layer is solved by divide and conquer over the
+rows (Grønlund et al. 2017, arXiv 1701.07204), one vectorised step per recursion depth for all groups.
+
+Pruning that keeps the answer exact (used when m is large against k): group the positions into M bins
+e_0 = 0 < e_1 < ... < e_M = m. A cluster that starts in bin a and ends in bin c contains at least the
+whole bins a+1 .. c-1, and adding entries to a cluster never lowers its cost, so
+
+    L_k(c) = min_{a <= c} L_{k-1}(a) + cost(e_{a+1}, e_c)     (0 when a = c)                     (2)
+
+is a lower bound on D_k(i) for every i in bin c (induction on k); the same recursion on the mirrored
+values bounds the cost of every suffix. Any k-partition gives an upper bound U (Lloyd's iterations
+started from the path of (2)). An optimal partition has D_j(t_j) + E_{k-j}(t_j) = OPT <= U for each of
+its boundaries t_j, so every boundary lies in a bin whose prefix + suffix bound is <= U: solving (1)
+only over those windows still finds an optimal partition, with far fewer rows when bins are fine
+enough (about 8m/k³ entries per bin or fewer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["kmeans_boundaries", "prefix_sums"]
+
+_TOL = 1e-9  # relative slack on the upper bound: float rounding must never prune the optimum
+
+
+def prefix_sums(vals: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W, S1, S2 (B, m+1) of the counts, and of the count-weighted centred values and their squares."""
+    bsz, m = vals.shape
+    centred = vals - (vals * counts).sum(1, keepdims=True) / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    out = tuple(np.zeros((bsz, m + 1)) for _ in range(3))
+    np.cumsum(counts, 1, out=out[0][:, 1:])
+    weighted = counts * centred
+    np.cumsum(weighted, 1, out=out[1][:, 1:])
+    np.cumsum(weighted * centred, 1, out=out[2][:, 1:])
+    return out
+
+
+def mirrored(p):
+    """Prefix sums of the mirrored rows (values negated, order reversed) from those of the rows."""
+    w, s1, s2 = p
+    return w[:, -1:] - w[:, ::-1], s1[:, ::-1] - s1[:, -1:], s2[:, -1:] - s2[:, ::-1]
+
+
+def _cost(pi, pj, fi, fj, lens=None):
+    """cost between flat row entries fi (per segment, repeated by lens) and flat candidate entries fj."""
+    (wi, s1i, s2i), (wj, s1j, s2j) = pi, pj
+    rep = (lambda a: np.repeat(a, lens)) if lens is not None else (lambda a: a)
+    dw = rep(wi[fi]) - wj[fj]
+    ds = rep(s1i[fi]) - s1j[fj]
+    return np.maximum(rep(s2i[fi]) - s2j[fj] - ds * ds / np.maximum(dw, 1.0), 0.0)
+
+
+def _layer(dprev, pj, pi, row_lo, row_hi, cand_lo, cand_hi, tprev, strict):
+    """Row minima of M(i, j) = dprev(j) + cost(j, i) for rows row_lo..row_hi of each group.
+
+    Candidates j lie in cand_lo..cand_hi and j <= i - strict; ``tprev`` (B, n_i), if given, is a lower
+    bound on each row's argmin. Returns best (B, R) and argmin (B, R) for rows row_lo + r, r < R (rows
+    past a group's row_hi repeat row_hi). A row without candidates gets +inf.
+    """
+    bsz = dprev.shape[0]
+    nj, ni = pj[0].shape[1], pi[0].shape[1]
+    r = int((row_hi - row_lo).max()) + 1
+    best_out = np.empty((bsz, r))
+    arg_out = np.empty((bsz, r), dtype=np.int64)
+    flat_pj = tuple(a.reshape(-1) for a in pj)
+    flat_pi = tuple(a.reshape(-1) for a in pi)
+    dflat = dprev.reshape(-1)
+    jbase, ibase = (np.arange(bsz) * nj)[:, None], (np.arange(bsz) * ni)[:, None]
+    lo, hi = np.array([0]), np.array([r - 1])  # relative row ranges of the nodes
+    olo, ohi = cand_lo[:, None].astype(np.int64), cand_hi[:, None].astype(np.int64)
+    while lo.size:
+        mid = (lo + hi) // 2
+        row = np.minimum(row_lo[:, None] + mid[None, :], row_hi[:, None])  # (B, nodes)
+        clo = olo if tprev is None else np.maximum(olo, np.take_along_axis(tprev, row, 1))
+        chi = np.minimum(ohi, row - strict)
+        valid = clo <= chi
+        clo = np.where(valid, clo, np.minimum(olo, chi.clip(min=0)))
+        chi = np.maximum(chi, clo)
+        lens = (chi - clo + 1).reshape(-1)
+        starts = np.cumsum(lens) - lens
+        fj = np.arange(lens.sum()) + np.repeat((clo + jbase).reshape(-1) - starts, lens)
+        val = dflat[fj] + _cost(flat_pi, flat_pj, (row + ibase).reshape(-1), fj, lens)
+        best = np.minimum.reduceat(val, starts)
+        hits = np.flatnonzero(val == np.repeat(best, lens))
+        arg = fj[hits[np.searchsorted(hits, starts)]].reshape(bsz, -1) - jbase
+        best = np.where(valid, best.reshape(bsz, -1), np.inf)
+        arg = np.where(valid, arg, olo)  # an empty row bounds nothing: keep the node's lower bound
+        best_out[:, mid], arg_out[:, mid] = best, arg
+        left, right = lo <= mid - 1, mid + 1 <= hi
+        lo = np.concatenate([lo[left], mid[right] + 1])
+        hi = np.concatenate([mid[left] - 1, hi[right]])
+        olo = np.concatenate([olo[:, left], arg[:, right]], axis=1)
+        ohi = np.concatenate([arg[:, left], ohi[:, right]], axis=1)
+    return best_out, arg_out
+
+
+def _scatter(bsz, n, row_lo, row_hi, vals, fill):
+    out = np.full((bsz, n), fill, dtype=vals.dtype)
+    rows = np.minimum(row_lo[:, None] + np.arange(vals.shape[1])[None, :], row_hi[:, None])
+    np.put_along_axis(out, rows, vals, 1)
+    return out
+
+
+def _bin_bounds(p, k, edges, blo, bhi):
+    """L_j(c) of (2) for j = 1..k-1, each (B, M+1), with boundary j restricted to bins blo_j..bhi_j."""
+    bsz = p[0].shape[0]
+    m1 = len(edges)
+    start = np.append(edges[1:] - 1, edges[-1])  # a cluster starting in bin a holds entries e_{a+1}-1 ..
+    pj = tuple(a[:, start] for a in p)
+    pi = tuple(a[:, edges] for a in p)
+    d = np.full((bsz, m1), np.inf)
+    d[:, 0] = 0.0
+    out, args = [], []
+    for j in range(1, k):
+        best, arg = _layer(d, pj, pi, blo[:, j], bhi[:, j], blo[:, j - 1], bhi[:, j - 1], None, 0)
+        d = _scatter(bsz, m1, blo[:, j], bhi[:, j], best, np.inf)
+        out.append(d)
+        args.append(_scatter(bsz, m1, blo[:, j], bhi[:, j], arg, 0))
+    return out, args
+
+
+def _bsearch_right(vals, targets):
+    """np.searchsorted(vals[b], targets[b], 'right') for every row, by vectorised bisection."""
+    lo = np.zeros(targets.shape, dtype=np.int64)
+    hi = np.full(targets.shape, vals.shape[1], dtype=np.int64)
+    while (lo < hi).any():
+        mid = (lo + hi) // 2
+        go = np.take_along_axis(vals, np.minimum(mid, vals.shape[1] - 1), 1) <= targets
+        go &= lo < hi
+        lo = np.where(go, mid + 1, lo)
+        hi = np.where(go | (lo >= hi), hi, mid)
+    return lo
+
+
+def _partition_cost(p, t):
+    w, s1, s2 = (np.take_along_axis(a, t, 1) for a in p)
+    dw, ds = np.diff(w, axis=1), np.diff(s1, axis=1)
+    return (np.diff(s2, axis=1) - ds * ds / np.maximum(dw, 1.0)).sum(1)
+
+
+def _lloyd(vals, counts, p, t, iters=30):
+    """Lloyd's iterations on boundaries t (B, k+1); returns the best boundaries met and their cost."""
+    w, s1, _ = p
+    best_t, best_c = t, _partition_cost(p, t)
+    centre = (vals * counts).sum(1, keepdims=True) / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    for _ in range(iters):
+        cw = np.diff(np.take_along_axis(w, t, 1), axis=1)
+        cs = np.diff(np.take_along_axis(s1, t, 1), axis=1)
+        mean = np.where(cw > 0, cs / np.maximum(cw, 1.0), np.nan) + centre
+        mean = np.fmax(np.maximum.accumulate(np.nan_to_num(mean, nan=-np.inf), axis=1), vals[:, :1])
+        t_new = t.copy()
+        t_new[:, 1:-1] = _bsearch_right(vals, 0.5 * (mean[:, 1:] + mean[:, :-1]))
+        t_new = np.maximum.accumulate(t_new, axis=1)
+        if np.array_equal(t_new, t):
+            break
+        t = t_new
+        c = _partition_cost(p, t)
+        better = c < best_c
+        best_t, best_c = np.where(better[:, None], t, best_t), np.where(better, c, best_c)
+    return best_t, best_c
+
+
+def _bin_scale(vals, p):
+    """(m,) non-decreasing, 0..2: rank fraction + value fraction, averaged over the rows. Bins of equal
+    steps in it are short in count where values are dense and short in value where they are sparse, so
+    tails get bins of one entry, where bound (2) is exact."""
+    span = np.maximum(vals[:, -1:] - vals[:, :1], 1e-300)
+    rank = p[0][:, 1:] / np.maximum(p[0][:, -1:], 1.0)
+    return (rank + (vals - vals[:, :1]) / span).mean(0)
+
+
+def _bin_edges(scale, n_bins):
+    m = len(scale)
+    cut = np.searchsorted(scale, np.linspace(0.0, 2.0, n_bins + 1)[1:-1], side="right")
+    return np.unique(np.concatenate([[0], cut, [m]]))
+
+
+def _upper_bound(vals, counts, p, k, edges, lower, largs):
+    """Cost of a good k-partition: the path of bound (2) (boundaries at bin starts), then Lloyd."""
+    bsz, m = vals.shape
+    start = np.append(edges[1:] - 1, edges[-1])
+    w, s1, s2 = (a[:, start] for a in p)
+    dw, ds = p[0][:, -1:] - w, p[1][:, -1:] - s1
+    last = lower[-1] + np.maximum(p[2][:, -1:] - s2 - ds * ds / np.maximum(dw, 1.0), 0.0)
+    path = np.zeros((bsz, k + 1), dtype=np.int64)
+    path[:, k] = len(edges) - 1
+    path[:, k - 1] = np.argmin(last, axis=1)
+    rows = np.arange(bsz)
+    for j in range(k - 1, 1, -1):
+        path[:, j - 1] = largs[j - 1][rows, path[:, j]]
+    t0 = edges[path]
+    t0[:, 0], t0[:, k] = 0, m
+    return _lloyd(vals, counts, p, np.maximum.accumulate(t0, axis=1))[1]
+
+
+def _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub):
+    """Narrow the position windows lo/hi (B, k+1) of the boundaries with bound (2) on ``n_bins`` bins.
+
+    ``pm`` are the prefix sums of the mirrored rows. Returns new windows that still hold an optimal
+    partition, and the least upper bound met so far.
+    """
+    bsz, m = vals.shape
+    edges = _bin_edges(scale, n_bins)
+    nb = len(edges) - 1
+    bin_of = lambda pos: np.searchsorted(edges, pos, side="right") - 1  # noqa: E731  (position m -> bin nb)
+    lower, largs = _bin_bounds(p, k, edges, bin_of(lo), bin_of(hi))
+    medges = m - edges[::-1]
+    mbin_of = lambda pos: np.searchsorted(medges, pos, side="right") - 1  # noqa: E731
+    mlo, mhi = (m - hi)[:, ::-1], (m - lo)[:, ::-1]  # mirrored boundary q is original boundary k - q
+    upper_m, _ = _bin_bounds(pm, k, medges, mbin_of(mlo), mbin_of(mhi))
+    ub = np.minimum(ub, _upper_bound(vals, counts, p, k, edges, lower, largs))
+    slack = ub * (1 + _TOL) + 1e-12 * p[2][:, -1]
+    new_lo, new_hi = lo.copy(), hi.copy()
+    cols = np.arange(nb + 1)[None, :]
+    for j in range(1, k):
+        suffix = upper_m[k - j - 1][:, ::-1]  # mirrored bin M - c  <->  original bin c (+ its neighbour)
+        suffix = np.minimum(suffix, np.concatenate([suffix[:, 1:], np.full((bsz, 1), np.inf)], 1))
+        ok = (lower[j - 1] + suffix <= slack[:, None]) & (cols >= bin_of(lo[:, j])[:, None])
+        ok &= cols <= bin_of(hi[:, j])[:, None]
+        any_ok = ok.any(1)
+        cmin = np.where(any_ok, ok.argmax(1), 0)
+        cmax = np.where(any_ok, nb - ok[:, ::-1].argmax(1), nb)
+        new_lo[:, j] = np.maximum(lo[:, j], edges[cmin])
+        new_hi[:, j] = np.minimum(hi[:, j], np.where(cmax >= nb, m, edges[np.minimum(cmax + 1, nb)] - 1))
+    bad = (new_lo > new_hi).any(1)  # float trouble: keep the old windows for that group
+    new_lo[bad], new_hi[bad] = lo[bad], hi[bad]
+    return new_lo, new_hi, ub
+
+
+def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool = True) -> np.ndarray:
+    """Optimal cluster boundaries (B, k+1), 0 = t_0 < t_1 < ... < t_k = m, of each row (m > k).
+
+    ``vals`` (B, m) are sorted distinct values (rows may be padded at the end by repeating the last
+    value with count 0; padding entries may form clusters of weight 0). ``prune`` allows the bin-bound
+    windows of the module doc when they pay off.
+    """
+    bsz, m = vals.shape
+    p = prefix_sums(vals, counts)
+    t = np.zeros((bsz, k + 1), dtype=np.int64)
+    t[:, k] = m
+    if k == 1:
+        return t
+    lo = np.arange(k + 1)[None, :].repeat(bsz, 0)
+    hi = m - k + lo
+    windowed = prune and m >= 64 * k
+    if windowed:
+        pm, scale = mirrored(p), _bin_scale(vals, p)
+        ub, levels = np.full(bsz, np.inf), []
+        n_bins = max(32 * k, 256)
+        while n_bins <= m // 4:  # each level: finer bins, bound computed only inside the last windows
+            levels.append(n_bins)
+            n_bins *= 8
+        for n_bins in levels or [m // 4]:
+            lo, hi, ub = _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub)
+    w, s1, s2 = p
+    d = s2 - s1 * s1 / np.maximum(w, 1.0)  # D_1(i) = cost(0, i)
+    cols = np.arange(m + 1)[None, :]
+    d = np.where((cols >= lo[:, 1:2]) & (cols <= hi[:, 1:2]), d, np.inf)
+    tprev = None if windowed else np.zeros((bsz, m + 1), dtype=np.int64)
+    args = []
+    for j in range(2, k):
+        best, arg = _layer(d, p, p, lo[:, j], hi[:, j], lo[:, j - 1], hi[:, j - 1], tprev, 1)
+        d = _scatter(bsz, m + 1, lo[:, j], hi[:, j], best, np.inf)
+        if tprev is not None:
+            tprev = _scatter(bsz, m + 1, lo[:, j], hi[:, j], arg, 0)
+        args.append(arg.astype(np.int32))
+    dw, ds = w[:, -1:] - w, s1[:, -1:] - s1
+    final = d + np.maximum(s2[:, -1:] - s2 - ds * ds / np.maximum(dw, 1.0), 0.0)
+    final = np.where((cols >= lo[:, k - 1:k]) & (cols <= hi[:, k - 1:k]) & (cols < m), final, np.inf)
+    t[:, k - 1] = np.argmin(final, axis=1)
+    rows = np.arange(bsz)
+    for j in range(k - 1, 1, -1):  # args[j - 2] holds T_j for rows lo_j + r
+        t[:, j - 1] = args[j - 2][rows, np.minimum(t[:, j] - lo[:, j], args[j - 2].shape[1] - 1)]
+    return t
