@@ -1,4 +1,9 @@
-"""fmq app: st.navigation over pages/, and the sidebar every page shares (its values live in session state)."""
+"""fmq app: st.navigation over the pages in views/, and the sidebar every page shares (kept in session state).
+
+The pages live in views/, not pages/: Streamlit treats a folder named pages/ as an old-style multipage app
+until app.py has run once in the process, so the first visitor of a fresh server who opens a deep link
+(/generate) would get the page without app.py, and a page switch that resets the sidebar's widgets.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +13,19 @@ import streamlit as st
 
 from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError
-from pages import _shared as sh
+from views import _shared as sh
 
 st.set_page_config(page_title="fmq: low-bit flow matching", page_icon=":material/blur_on:", layout="wide")
 sh.torch_threads()
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/generate.py", title="Generate", icon=":material/image:"),
-    st.Page("pages/weights.py", title="Weights", icon=":material/bar_chart:"),
-    st.Page("pages/fidelity.py", title="Fidelity", icon=":material/show_chart:"),
-    st.Page("pages/trajectories.py", title="Trajectories", icon=":material/timeline:"),
-    st.Page("pages/theory.py", title="Theory", icon=":material/functions:"),
-    st.Page("pages/compression.py", title="Compression", icon=":material/compress:"),
+    st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("views/generate.py", title="Generate", icon=":material/image:"),
+    st.Page("views/weights.py", title="Weights", icon=":material/bar_chart:"),
+    st.Page("views/fidelity.py", title="Fidelity", icon=":material/show_chart:"),
+    st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+    st.Page("views/theory.py", title="Theory", icon=":material/functions:"),
+    st.Page("views/compression.py", title="Compression", icon=":material/compress:"),
 ]
 DEFAULT_METHODS = ("ot", "uniform")
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}

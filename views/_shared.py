@@ -54,20 +54,6 @@ class Settings:
                 f", guidance {self.guidance:g}, {self.granularity} granularity")
 
 
-def ensure_app() -> None:
-    """Run every page through app.py (its sidebar and st.navigation).
-
-    Streamlit treats a folder named ``pages/`` as an old-style multipage app until app.py has called
-    st.navigation once in the process; a first visitor who opens a deep link (``/generate``) on a fresh
-    server would get the page on its own, without the sidebar. Switch that mode off and run again.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def settings() -> Settings:
     s = st.session_state
     gran = s.get("granularity", "channel")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _shared as sh
+from views import _shared as sh
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Compression: real bytes on disk")
 st.markdown("Every size here is a file actually written: the packed model holds the bit-packed indices, every "

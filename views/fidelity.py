@@ -10,12 +10,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq import zoo
-from pages import _shared as sh
+from views import _shared as sh
 
 BITS = tuple(range(1, 9))
 CLAIM_SYMBOL = {"≈": "star", ">": "triangle-up", "<": "triangle-down"}
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Fidelity: how many bits does it take?")
 st.markdown("Each point quantizes the whole model at that bit width, generates from the same noise as FP32 and "

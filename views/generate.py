@@ -10,11 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq.images import make_grid
-from pages import _shared as sh
+from views import _shared as sh
 
 PER_ROW = 4  # grids per row of columns; more methods wrap onto further rows
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Generate: FP32 against quantized")
 st.caption(f"Same noise into every model · {sett.describe()}")

@@ -5,9 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from fmq import zoo
-from pages import _shared as sh
-
-sh.ensure_app()
 
 st.title("Does an image generator survive 2-bit weights?")
 st.markdown(
@@ -30,18 +27,18 @@ original (FP32) model and into each quantized copy, and the pictures are compare
 st.subheader("Where to start")
 c1, c2, c3 = st.columns(3)
 with c1:
-    st.page_link("pages/generate.py", label="Generate", icon=":material/image:")
+    st.page_link("views/generate.py", label="Generate", icon=":material/image:")
     st.caption("FP32 and 2-bit pictures from the same noise, side by side, with SSIM and PSNR.")
 with c2:
-    st.page_link("pages/weights.py", label="Weights", icon=":material/bar_chart:")
+    st.page_link("views/weights.py", label="Weights", icon=":material/bar_chart:")
     st.caption("A layer's weights as a histogram, with each quantizer's levels drawn over it.")
 with c3:
-    st.page_link("pages/fidelity.py", label="Fidelity", icon=":material/show_chart:")
+    st.page_link("views/fidelity.py", label="Fidelity", icon=":material/show_chart:")
     st.caption("How similarity to FP32 grows with the number of bits, for every method.")
 c1, c2, c3, c4 = st.columns(4)
-c1.page_link("pages/trajectories.py", label="Trajectories", icon=":material/timeline:")
-c2.page_link("pages/theory.py", label="Theory", icon=":material/functions:")
-c3.page_link("pages/compression.py", label="Compression", icon=":material/compress:")
+c1.page_link("views/trajectories.py", label="Trajectories", icon=":material/timeline:")
+c2.page_link("views/theory.py", label="Theory", icon=":material/functions:")
+c3.page_link("views/compression.py", label="Compression", icon=":material/compress:")
 c4.caption("Settings for every page are in the sidebar: data set, quantizers, bits, solver, seed.")
 
 st.subheader("The shipped models")

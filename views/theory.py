@@ -7,9 +7,8 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _shared as sh
+from views import _shared as sh
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Theory: how far can a quantized flow drift?")
 st.markdown(

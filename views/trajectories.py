@@ -7,11 +7,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq.images import make_grid
-from pages import _shared as sh
+from views import _shared as sh
 
 SNAPSHOTS = 6  # columns of each strip: t = 0 … 1
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Trajectories: from noise to image")
 st.caption(f"Every model starts from the same noise at t = 0 · {sett.describe()}")

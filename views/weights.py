@@ -10,9 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq import layerview
-from pages import _shared as sh
+from views import _shared as sh
 
-sh.ensure_app()
 sett, key, ck, dataset = sh.page_model()
 st.title("Weights: where the levels go")
 st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each coloured set of lines is the "

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from fmq.checkpoint import save_checkpoint
@@ -41,21 +40,7 @@ def tiny_zoo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def v2_pages(monkeypatch):
-    """AppTest re-detects a ``pages/`` folder on every run and then runs a page file on its own (multipage v1),
-    skipping app.py and its sidebar; a real server stops doing that once app.py calls st.navigation.
-    Make AppTest behave like the server."""
-    orig = PagesManager.__init__
-
-    def init(self, *a, **k):
-        orig(self, *a, **k)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
-@pytest.fixture
-def make_app(tiny_zoo, v2_pages, monkeypatch):
+def make_app(tiny_zoo, monkeypatch):
     """make_app(**sidebar) -> an AppTest on the tiny zoo, sidebar state preset, already run once."""
     monkeypatch.setenv("FMQ_CHECKPOINT_DIR", str(tiny_zoo))
 

@@ -41,7 +41,8 @@ def serve(env: dict[str, str] | None = None, log: Path | None = None, timeout: f
     out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,6 +87,16 @@ READY_JS = """() => {
 }"""
 
 
+STATE_JS = """() => ({
+    script: document.querySelector('[data-testid=stApp]')?.dataset.testScriptState,
+    busy: [...document.querySelectorAll(
+        '[data-testid=stSkeleton], [data-testid=stSpinner], [data-testid=stStatusWidget]')]
+        .map(e => e.dataset.testid + ': ' + e.innerText.slice(0, 80)),
+    charts: [...document.querySelectorAll('[data-testid=stPlotlyChart]')].map(c => !!c.querySelector('.main-svg')),
+    images: [...document.querySelectorAll('[data-testid=stMain] img')].map(i => i.complete && i.naturalWidth > 0),
+})"""
+
+
 def wait_ready(page, timeout_ms: int = 180_000, settle_ms: int = 400) -> float:
     """Wait until the script run is over and every chart and image has been drawn; returns seconds waited.
 
@@ -93,7 +104,10 @@ def wait_ready(page, timeout_ms: int = 180_000, settle_ms: int = 400) -> float:
     """
     t0 = time.perf_counter()
     while True:
-        page.wait_for_function(READY_JS, timeout=timeout_ms, polling=50)
+        try:
+            page.wait_for_function(READY_JS, timeout=timeout_ms, polling=50)
+        except Exception as e:  # say what was still missing
+            raise TimeoutError(f"page not ready: {page.evaluate(STATE_JS)}") from e
         done = time.perf_counter()
         page.wait_for_timeout(settle_ms)
         if page.evaluate(READY_JS):

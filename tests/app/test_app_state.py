@@ -9,7 +9,7 @@ import pytest
 
 from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError, load_checkpoint
-from pages import _shared as sh
+from views import _shared as sh
 
 from .conftest import tiny_checkpoint
 from .test_pages import PAGES, figures, goto

@@ -35,7 +35,7 @@ def trace_types(fig: dict) -> list[str]:
 
 
 def goto(at, page: str):
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
