@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from .metrics import w2_distance
-from .quant import METHODS, Codebook, check_bits, parse_granularity, quantize_tensor
+from .quant import METHODS, Codebook, check_bits, parse_granularity, quantize_tensors
+from .quant.common import as_weight
 
 __all__ = ["QuantConfig", "LayerReport", "QuantReport", "quantize_model", "select_tensors", "SCOPES"]
 
@@ -164,11 +165,17 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, Qu
     chosen, kept = select_tensors(new, config)
     tensors = new.state_dict(keep_vars=True)
     report = QuantReport(config=config, layers=[], kept={n: tensors[n].numel() for n in kept})
-    for name in chosen:
+    for name in chosen:  # check each tensor first, so an error names the layer
+        try:
+            as_weight(tensors[name])
+        except ValueError as e:
+            raise ValueError(f"layer {name!r} {tuple(tensors[name].shape)}: {e}") from e
+    books = quantize_tensors([tensors[n].detach() for n in chosen], config.method, config.bits, config.granularity)
+    for name, cb in zip(chosen, books):
         t = tensors[name]
         w = t.detach()
         try:
-            cb = quantize_tensor(w, config.method, config.bits, config.granularity).with_levels_as(torch.float16)
+            cb = cb.with_levels_as(torch.float16)
         except ValueError as e:
             raise ValueError(f"layer {name!r} {tuple(w.shape)}: {e}") from e
         q = cb.dequantize()

@@ -24,7 +24,7 @@ from functools import partial
 import torch
 
 from .codebook import Codebook, Granularity, PerChannel, PerGroup, PerTensor, check_bits, parse_granularity
-from .common import make_codebook
+from .common import make_codebooks
 from .log2 import log2_core, log2_paper_core
 from .ot import equal_mass_core, kmeans_1d, ot_core
 from .pwl import pwl_core, pwl_paper_core
@@ -33,6 +33,7 @@ from .uniform import uniform_core
 __all__ = [
     "METHODS",
     "quantize_tensor",
+    "quantize_tensors",
     "Codebook",
     "Granularity",
     "PerTensor",
@@ -55,7 +56,7 @@ _CORES = {
 
 
 def _method(name: str, w: torch.Tensor, bits: int, granularity: Granularity | str = "channel") -> Codebook:
-    return make_codebook(w, bits, granularity, _CORES[name], name)
+    return quantize_tensors([w], name, bits, granularity)[0]
 
 
 METHODS: dict[str, Callable[..., Codebook]] = {name: partial(_method, name) for name in _CORES}
@@ -66,3 +67,12 @@ def quantize_tensor(w: torch.Tensor, method: str, bits: int, granularity: Granul
     if method not in METHODS:
         raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(METHODS)}")
     return METHODS[method](w, bits, granularity)
+
+
+def quantize_tensors(ws: list[torch.Tensor], method: str, bits: int,
+                     granularity: Granularity | str = "channel") -> list[Codebook]:
+    """Quantize several tensors with one method: the same codebooks as one :func:`quantize_tensor` call
+    each, computed in shared batches (groups of equal or, for ``ot``, similar length go together)."""
+    if method not in _CORES:
+        raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(_CORES)}")
+    return make_codebooks(list(ws), bits, granularity, _CORES[method], method, ragged=method == "ot")

@@ -15,9 +15,29 @@ import torch
 
 from .codebook import Codebook, Granularity, check_bits, group_batches, parse_granularity
 
-__all__ = ["Core", "searchsorted_rows", "nearest_level", "compact", "make_codebook", "as_weight"]
+__all__ = ["Core", "count_below", "searchsorted_rows", "nearest_level", "compact", "make_codebook", "make_codebooks",
+           "as_weight"]
 
 Core = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def count_below(thresholds: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For each row, how many of the sorted ``thresholds`` (B, T) are < x (B, n): bisection, log2 T steps."""
+    bsz, nt = thresholds.shape
+    if nt == 0:
+        return np.zeros(x.shape, dtype=np.int64)
+    if bsz == 1:
+        return np.searchsorted(thresholds[0], x[0], side="left")[None, :]
+    lo = np.zeros(x.shape, dtype=np.int64)
+    hi = np.full(x.shape, nt, dtype=np.int64)
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) // 2
+        below = np.take_along_axis(thresholds, np.minimum(mid, nt - 1), 1) < x
+        lo = np.where(active & below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
 
 
 def searchsorted_rows(a: np.ndarray, v: np.ndarray, side: str = "left") -> np.ndarray:
@@ -76,35 +96,71 @@ def as_weight(w: torch.Tensor) -> torch.Tensor:
     return w
 
 
-def make_codebook(w: torch.Tensor, bits: int, granularity: Granularity | str, core: Core, method: str) -> Codebook:
-    """Run ``core`` on every group of ``w`` and assemble the :class:`Codebook`.
+_RAGGED_RATIO = 1.3  # groups whose lengths differ by less than this share one padded batch
 
-    Every group gets K = min(2**bits, largest group size) slots; a core may return more candidate
-    levels than a group has weights (a uniform grid over 3 weights), in which case the unused ones are
-    dropped so the stored table never exceeds the group size.
+
+def _buckets(items: list, ragged: bool) -> list[list]:
+    """Items (tensor, groups, positions) batched by group length: equal lengths, or (``ragged``) lengths
+    within a factor _RAGGED_RATIO of each other, padded."""
+    items = sorted(items, key=lambda it: it[2].shape[1])
+    out: list[list] = []
+    for it in items:
+        length = it[2].shape[1]
+        if out and (length == out[-1][0][2].shape[1] or (ragged and length <= _RAGGED_RATIO * out[-1][0][2].shape[1])):
+            out[-1].append(it)
+        else:
+            out.append([it])
+    return out
+
+
+def make_codebooks(ws: list[torch.Tensor], bits: int, granularity: Granularity | str, core: Core, method: str,
+                   ragged: bool = False) -> list[Codebook]:
+    """Run ``core`` on every group of every tensor in ``ws`` and assemble one :class:`Codebook` each.
+
+    Groups of equal length from all tensors go to the core in one (B, L) batch, so a model costs few
+    calls. A ``ragged`` core also takes ``lengths`` (B,) and batches groups of similar length, padded.
+    Every group gets K = min(2**bits, largest group size of its tensor) slots; a core may return more
+    candidate levels than a group has weights (a uniform grid over 3 weights), in which case the unused
+    ones are dropped so the stored table never exceeds the group size.
     """
     bits = check_bits(bits)
     gran = parse_granularity(granularity)
-    w = as_weight(w)
-    shape = tuple(w.shape)
-    flat = w.reshape(-1).cpu().to(torch.float64).numpy()
-    n_groups, batches = group_batches(shape, gran)
-    k = min(2**bits, max((pos.shape[1] for _, pos in batches), default=1))
-    levels = np.zeros((n_groups, k))
-    indices = np.zeros(flat.size, dtype=np.uint8)
-    for groups, pos in batches:
-        x = flat[pos]  # (B, L)
-        lv, idx = core(x, bits)
-        lv, idx = compact(lv, idx, min(k, pos.shape[1]))
-        if lv.shape[1] < k:
-            lv = np.concatenate([lv, np.repeat(lv[:, -1:], k - lv.shape[1], axis=1)], axis=1)
-        levels[groups] = lv
-        indices[pos] = idx
-    return Codebook(
-        levels=torch.from_numpy(levels.astype(np.float32)),
-        indices=torch.from_numpy(indices).reshape(shape),
-        shape=shape,
-        granularity=gran,
-        bits=bits,
-        method=method,
-    )
+    flats, shapes, levels, indices, ks, items = [], [], [], [], [], []
+    for t, w in enumerate(ws):
+        w = as_weight(w)
+        shapes.append(tuple(w.shape))
+        flats.append(w.reshape(-1).cpu().to(torch.float64).numpy())
+        n_groups, batches = group_batches(shapes[-1], gran)
+        ks.append(min(2**bits, max((pos.shape[1] for _, pos in batches), default=1)))
+        levels.append(np.zeros((n_groups, ks[-1])))
+        indices.append(np.zeros(flats[-1].size, dtype=np.uint8))
+        items += [(t, groups, pos) for groups, pos in batches]
+    for bucket in _buckets(items, ragged):
+        width = max(pos.shape[1] for _, _, pos in bucket)
+        if ragged:
+            x = np.concatenate([np.pad(flats[t][pos], ((0, 0), (0, width - pos.shape[1])), mode="edge")
+                                for t, _, pos in bucket])
+            lengths = np.concatenate([np.full(len(pos), pos.shape[1]) for _, _, pos in bucket])
+            lv_all, idx_all = core(x, bits, lengths)
+        else:
+            lv_all, idx_all = core(np.concatenate([flats[t][pos] for t, _, pos in bucket]), bits)
+        row = 0
+        for t, groups, pos in bucket:
+            b, length = pos.shape
+            lv, idx = compact(lv_all[row:row + b], idx_all[row:row + b, :length], min(ks[t], length))
+            row += b
+            if lv.shape[1] < ks[t]:
+                lv = np.concatenate([lv, np.repeat(lv[:, -1:], ks[t] - lv.shape[1], axis=1)], axis=1)
+            levels[t][groups] = lv[:, : ks[t]]
+            indices[t][pos] = idx
+    return [
+        Codebook(levels=torch.from_numpy(lv.astype(np.float32)), indices=torch.from_numpy(ix).reshape(shape),
+                 shape=shape, granularity=gran, bits=bits, method=method)
+        for lv, ix, shape in zip(levels, indices, shapes)
+    ]
+
+
+def make_codebook(w: torch.Tensor, bits: int, granularity: Granularity | str, core: Core, method: str,
+                  ragged: bool = False) -> Codebook:
+    """:func:`make_codebooks` for one tensor."""
+    return make_codebooks([w], bits, granularity, core, method, ragged)[0]

@@ -45,10 +45,14 @@ def prefix_sums(vals: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.nd
     return out
 
 
-def mirrored(p):
-    """Prefix sums of the mirrored rows (values negated, order reversed) from those of the rows."""
+def _gather(p, idx, mirror=False):
+    """Prefix sums at positions idx (M,); ``mirror``: those of the mirrored rows (values negated, order
+    reversed), which are totals minus the prefix sums at m - idx."""
     w, s1, s2 = p
-    return w[:, -1:] - w[:, ::-1], s1[:, ::-1] - s1[:, -1:], s2[:, -1:] - s2[:, ::-1]
+    if not mirror:
+        return w[:, idx], s1[:, idx], s2[:, idx]
+    back = w.shape[1] - 1 - idx
+    return w[:, -1:] - w[:, back], s1[:, back] - s1[:, -1:], s2[:, -1:] - s2[:, back]
 
 
 def _cost(pi, pj, fi, fj, lens=None):
@@ -60,36 +64,45 @@ def _cost(pi, pj, fi, fj, lens=None):
     return np.maximum(rep(s2i[fi]) - s2j[fj] - ds * ds / np.maximum(dw, 1.0), 0.0)
 
 
-def _layer(dprev, pj, pi, row_lo, row_hi, cand_lo, cand_hi, tprev, strict):
+def _layer(dprev, pj, pi, row_lo, row_hi, cand_lo, cand_hi, tprev, strict, doff=None, toff=None):
     """Row minima of M(i, j) = dprev(j) + cost(j, i) for rows row_lo..row_hi of each group.
 
-    Candidates j lie in cand_lo..cand_hi and j <= i - strict; ``tprev`` (B, n_i), if given, is a lower
-    bound on each row's argmin. Returns best (B, R) and argmin (B, R) for rows row_lo + r, r < R (rows
-    past a group's row_hi repeat row_hi). A row without candidates gets +inf.
+    Candidates j lie in cand_lo..cand_hi and j <= i - strict. ``dprev`` holds D(j) at column j - doff
+    (doff None: at column j); ``tprev`` (at column i - toff), if given, bounds each row's argmin from
+    below. Returns best (B, R) and argmin (B, R) for rows row_lo + r, r < R (rows past a group's row_hi
+    repeat row_hi). A row without candidates gets +inf.
     """
     bsz = dprev.shape[0]
-    nj, ni = pj[0].shape[1], pi[0].shape[1]
+    nj, ni, nd = pj[0].shape[1], pi[0].shape[1], dprev.shape[1]
+    doff = np.zeros(bsz, dtype=np.int64) if doff is None else doff
     r = int((row_hi - row_lo).max()) + 1
     best_out = np.empty((bsz, r))
     arg_out = np.empty((bsz, r), dtype=np.int64)
     flat_pj = tuple(a.reshape(-1) for a in pj)
     flat_pi = tuple(a.reshape(-1) for a in pi)
     dflat = dprev.reshape(-1)
-    jbase, ibase = (np.arange(bsz) * nj)[:, None], (np.arange(bsz) * ni)[:, None]
+    bidx = np.arange(bsz)[:, None]
+    jbase, ibase, dbase = bidx * nj, bidx * ni, bidx * nd - doff[:, None]
     lo, hi = np.array([0]), np.array([r - 1])  # relative row ranges of the nodes
     olo, ohi = cand_lo[:, None].astype(np.int64), cand_hi[:, None].astype(np.int64)
     while lo.size:
         mid = (lo + hi) // 2
         row = np.minimum(row_lo[:, None] + mid[None, :], row_hi[:, None])  # (B, nodes)
-        clo = olo if tprev is None else np.maximum(olo, np.take_along_axis(tprev, row, 1))
+        if tprev is None:
+            clo = olo
+        else:
+            tcol = np.clip(row - toff[:, None], 0, tprev.shape[1] - 1)
+            clo = np.maximum(olo, np.take_along_axis(tprev, tcol, 1))
         chi = np.minimum(ohi, row - strict)
         valid = clo <= chi
         clo = np.where(valid, clo, np.minimum(olo, chi.clip(min=0)))
         chi = np.maximum(chi, clo)
         lens = (chi - clo + 1).reshape(-1)
         starts = np.cumsum(lens) - lens
-        fj = np.arange(lens.sum()) + np.repeat((clo + jbase).reshape(-1) - starts, lens)
-        val = dflat[fj] + _cost(flat_pi, flat_pj, (row + ibase).reshape(-1), fj, lens)
+        offs = np.arange(lens.sum())
+        fj = offs + np.repeat((clo + jbase).reshape(-1) - starts, lens)
+        fd = offs + np.repeat((clo + dbase).reshape(-1) - starts, lens)
+        val = dflat[fd] + _cost(flat_pi, flat_pj, (row + ibase).reshape(-1), fj, lens)
         best = np.minimum.reduceat(val, starts)
         hits = np.flatnonzero(val == np.repeat(best, lens))
         arg = fj[hits[np.searchsorted(hits, starts)]].reshape(bsz, -1) - jbase
@@ -111,13 +124,14 @@ def _scatter(bsz, n, row_lo, row_hi, vals, fill):
     return out
 
 
-def _bin_bounds(p, k, edges, blo, bhi):
-    """L_j(c) of (2) for j = 1..k-1, each (B, M+1), with boundary j restricted to bins blo_j..bhi_j."""
+def _bin_bounds(p, k, edges, blo, bhi, mirror=False):
+    """L_j(c) of (2) for j = 1..k-1, each (B, M+1), with boundary j restricted to bins blo_j..bhi_j
+    (``mirror``: of the mirrored rows, edges given in mirrored positions)."""
     bsz = p[0].shape[0]
     m1 = len(edges)
     start = np.append(edges[1:] - 1, edges[-1])  # a cluster starting in bin a holds entries e_{a+1}-1 ..
-    pj = tuple(a[:, start] for a in p)
-    pi = tuple(a[:, edges] for a in p)
+    pj = _gather(p, start, mirror)
+    pi = _gather(p, edges, mirror)
     d = np.full((bsz, m1), np.inf)
     d[:, 0] = 0.0
     out, args = [], []
@@ -140,6 +154,14 @@ def _bsearch_right(vals, targets):
         lo = np.where(go, mid + 1, lo)
         hi = np.where(go | (lo >= hi), hi, mid)
     return lo
+
+
+def _means(p, vals, counts, t):
+    """Cluster means (B, k) for boundaries t; NaN where a cluster has weight 0."""
+    w, s1, _ = (np.take_along_axis(a, t, 1) for a in p)
+    centre = (vals * counts).sum(1, keepdims=True) / np.maximum(counts.sum(1, keepdims=True), 1.0)
+    dw = np.diff(w, axis=1)
+    return np.where(dw > 0, np.diff(s1, axis=1) / np.maximum(dw, 1.0), np.nan) + centre
 
 
 def _partition_cost(p, t):
@@ -175,17 +197,20 @@ def _bin_scale(vals, p):
     steps in it are short in count where values are dense and short in value where they are sparse, so
     tails get bins of one entry, where bound (2) is exact."""
     span = np.maximum(vals[:, -1:] - vals[:, :1], 1e-300)
-    rank = p[0][:, 1:] / np.maximum(p[0][:, -1:], 1.0)
-    return (rank + (vals - vals[:, :1]) / span).mean(0)
+    scale = vals - vals[:, :1]
+    scale /= span
+    scale += p[0][:, 1:] / np.maximum(p[0][:, -1:], 1.0)
+    return scale[0] if len(scale) == 1 else scale.mean(0)
 
 
 def _bin_edges(scale, n_bins):
     m = len(scale)
     cut = np.searchsorted(scale, np.linspace(0.0, 2.0, n_bins + 1)[1:-1], side="right")
-    return np.unique(np.concatenate([[0], cut, [m]]))
+    edges = np.concatenate([[0], cut, [m]])
+    return edges[np.concatenate([[True], np.diff(edges) > 0])]
 
 
-def _upper_bound(vals, counts, p, k, edges, lower, largs):
+def _upper_bound(vals, counts, p, k, edges, lower, largs, iters):
     """Cost of a good k-partition: the path of bound (2) (boundaries at bin starts), then Lloyd."""
     bsz, m = vals.shape
     start = np.append(edges[1:] - 1, edges[-1])
@@ -200,14 +225,13 @@ def _upper_bound(vals, counts, p, k, edges, lower, largs):
         path[:, j - 1] = largs[j - 1][rows, path[:, j]]
     t0 = edges[path]
     t0[:, 0], t0[:, k] = 0, m
-    return _lloyd(vals, counts, p, np.maximum.accumulate(t0, axis=1))[1]
+    return _lloyd(vals, counts, p, np.maximum.accumulate(t0, axis=1), iters)[1]
 
 
-def _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub):
+def _windows(vals, counts, p, scale, k, n_bins, lo, hi, ub):
     """Narrow the position windows lo/hi (B, k+1) of the boundaries with bound (2) on ``n_bins`` bins.
 
-    ``pm`` are the prefix sums of the mirrored rows. Returns new windows that still hold an optimal
-    partition, and the least upper bound met so far.
+    Returns new windows that still hold an optimal partition, and the least upper bound met so far.
     """
     bsz, m = vals.shape
     edges = _bin_edges(scale, n_bins)
@@ -217,8 +241,9 @@ def _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub):
     medges = m - edges[::-1]
     mbin_of = lambda pos: np.searchsorted(medges, pos, side="right") - 1  # noqa: E731
     mlo, mhi = (m - hi)[:, ::-1], (m - lo)[:, ::-1]  # mirrored boundary q is original boundary k - q
-    upper_m, _ = _bin_bounds(pm, k, medges, mbin_of(mlo), mbin_of(mhi))
-    ub = np.minimum(ub, _upper_bound(vals, counts, p, k, edges, lower, largs))
+    upper_m, _ = _bin_bounds(p, k, medges, mbin_of(mlo), mbin_of(mhi), mirror=True)
+    iters = 30 if np.isinf(ub).any() else 5  # later levels: a few Lloyd steps from the finer path
+    ub = np.minimum(ub, _upper_bound(vals, counts, p, k, edges, lower, largs, iters))
     slack = ub * (1 + _TOL) + 1e-12 * p[2][:, -1]
     new_lo, new_hi = lo.copy(), hi.copy()
     cols = np.arange(nb + 1)[None, :]
@@ -237,8 +262,10 @@ def _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub):
     return new_lo, new_hi, ub
 
 
-def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool = True) -> np.ndarray:
-    """Optimal cluster boundaries (B, k+1), 0 = t_0 < t_1 < ... < t_k = m, of each row (m > k).
+def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Optimal cluster boundaries (B, k+1), 0 = t_0 < t_1 < ... < t_k = m, of each row (m > k), and the
+    cluster means (B, k) (NaN for a cluster of weight 0).
 
     ``vals`` (B, m) are sorted distinct values (rows may be padded at the end by repeating the last
     value with count 0; padding entries may form clusters of weight 0). ``prune`` allows the bin-bound
@@ -249,36 +276,37 @@ def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool 
     t = np.zeros((bsz, k + 1), dtype=np.int64)
     t[:, k] = m
     if k == 1:
-        return t
+        return t, _means(p, vals, counts, t)
     lo = np.arange(k + 1)[None, :].repeat(bsz, 0)
     hi = m - k + lo
     windowed = prune and m >= 64 * k
     if windowed:
-        pm, scale = mirrored(p), _bin_scale(vals, p)
+        scale = _bin_scale(vals, p)
         ub, levels = np.full(bsz, np.inf), []
         n_bins = max(32 * k, 256)
         while n_bins <= m // 4:  # each level: finer bins, bound computed only inside the last windows
             levels.append(n_bins)
             n_bins *= 8
         for n_bins in levels or [m // 4]:
-            lo, hi, ub = _windows(vals, counts, p, pm, scale, k, n_bins, lo, hi, ub)
+            lo, hi, ub = _windows(vals, counts, p, scale, k, n_bins, lo, hi, ub)
     w, s1, s2 = p
-    d = s2 - s1 * s1 / np.maximum(w, 1.0)  # D_1(i) = cost(0, i)
-    cols = np.arange(m + 1)[None, :]
-    d = np.where((cols >= lo[:, 1:2]) & (cols <= hi[:, 1:2]), d, np.inf)
-    tprev = None if windowed else np.zeros((bsz, m + 1), dtype=np.int64)
+    rows_b = np.arange(bsz)[:, None]
+    r1 = np.minimum(lo[:, 1:2] + np.arange(int((hi[:, 1] - lo[:, 1]).max()) + 1)[None, :], hi[:, 1:2])
+    d = np.maximum(s2[rows_b, r1] - s1[rows_b, r1] ** 2 / np.maximum(w[rows_b, r1], 1.0), 0.0)  # D_1 = cost(0, i)
+    tprev = None if windowed else np.zeros_like(d, dtype=np.int64)
     args = []
     for j in range(2, k):
-        best, arg = _layer(d, p, p, lo[:, j], hi[:, j], lo[:, j - 1], hi[:, j - 1], tprev, 1)
-        d = _scatter(bsz, m + 1, lo[:, j], hi[:, j], best, np.inf)
+        d, arg = _layer(d, p, p, lo[:, j], hi[:, j], lo[:, j - 1], hi[:, j - 1], tprev, 1,
+                        doff=lo[:, j - 1], toff=lo[:, j - 1])
         if tprev is not None:
-            tprev = _scatter(bsz, m + 1, lo[:, j], hi[:, j], arg, 0)
+            tprev = arg
         args.append(arg.astype(np.int32))
-    dw, ds = w[:, -1:] - w, s1[:, -1:] - s1
-    final = d + np.maximum(s2[:, -1:] - s2 - ds * ds / np.maximum(dw, 1.0), 0.0)
-    final = np.where((cols >= lo[:, k - 1:k]) & (cols <= hi[:, k - 1:k]) & (cols < m), final, np.inf)
-    t[:, k - 1] = np.argmin(final, axis=1)
+    last_lo, last_hi = lo[:, k - 1], np.minimum(hi[:, k - 1], m - 1)
+    rk = np.minimum(last_lo[:, None] + np.arange(d.shape[1])[None, :], last_hi[:, None])
+    dw, ds = w[:, -1:] - w[rows_b, rk], s1[:, -1:] - s1[rows_b, rk]
+    final = d + np.maximum(s2[:, -1:] - s2[rows_b, rk] - ds * ds / np.maximum(dw, 1.0), 0.0)
+    t[:, k - 1] = rk[np.arange(bsz), np.argmin(final, axis=1)]
     rows = np.arange(bsz)
     for j in range(k - 1, 1, -1):  # args[j - 2] holds T_j for rows lo_j + r
         t[:, j - 1] = args[j - 2][rows, np.minimum(t[:, j] - lo[:, j], args[j - 2].shape[1] - 1)]
-    return t
+    return t, _means(p, vals, counts, t)

@@ -32,61 +32,64 @@ from __future__ import annotations
 
 import numpy as np
 
+from .common import count_below
 from .kmeans1d import kmeans_boundaries
 
 __all__ = ["kmeans_1d", "ot_core", "equal_mass_core"]
 
 _BUDGET = 1 << 25  # DP table entries per batch chunk
 
-def _compress(x: np.ndarray):
-    """Sort each row and collapse equal values: (order, distinct id of each sorted entry, values, counts)."""
-    b, n = x.shape
-    order = np.argsort(x, axis=1)
-    xs = np.take_along_axis(x, order, 1)
+def _distinct(xs: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and their total weight (default 1 per entry) of each sorted row, padded to a
+    common length m by repeating the row's largest value with weight 0."""
+    b, n = xs.shape
     new = np.empty((b, n), dtype=bool)
     new[:, 0] = True
     np.not_equal(xs[:, 1:], xs[:, :-1], out=new[:, 1:])
-    if new.all():  # all distinct (the usual case for float weights)
-        return order, np.broadcast_to(np.arange(n), (b, n)), xs, np.ones((b, n))
-    cid = np.cumsum(new, axis=1) - 1  # (B, n) index of each sorted value among its row's distinct values
+    if weight is None and new.all():  # all distinct: the usual case for float weights
+        return xs, np.ones((b, n))
+    cid = np.cumsum(new, axis=1) - 1  # index of each sorted value among its row's distinct values
     m = int(cid[:, -1].max()) + 1
     flat = (np.arange(b)[:, None] * m + cid).ravel()
-    vals = np.repeat(xs[:, -1:], m, axis=1)  # padding repeats the row's largest value with count 0
+    vals = np.repeat(xs[:, -1:], m, axis=1)
     vals.reshape(-1)[flat] = xs.reshape(-1)
-    counts = np.bincount(flat, minlength=b * m).reshape(b, m).astype(np.float64)
-    return order, cid, vals, counts
+    counts = np.bincount(flat, weights=None if weight is None else weight.reshape(-1), minlength=b * m)
+    return vals, counts.reshape(b, m).astype(np.float64)
 
 
-def kmeans_1d(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_1d(x: np.ndarray, k: int, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k-means of every row of ``x`` (B, n): levels (B, k) sorted, indices (B, n) int64.
 
+    ``lengths`` (B,): row b holds lengths[b] weights, the rest is padding (ignored; its indices are 0).
     Groups with fewer than k distinct values get every distinct value as a level, padded by repeating
     the largest. Ties between equally good codebooks are broken towards smaller boundaries.
     """
     x = np.asarray(x, dtype=np.float64)
     bsz, n = x.shape
-    order, cid, vals, counts = _compress(x)
+    if lengths is None:
+        vals, counts = _distinct(np.sort(x, axis=1))
+    else:
+        pad = np.arange(n)[None, :] >= np.asarray(lengths)[:, None]
+        xs = np.sort(np.where(pad, np.inf, x), axis=1)
+        last = np.take_along_axis(xs, (np.asarray(lengths) - 1)[:, None], 1)
+        vals, counts = _distinct(np.where(pad, last, xs), (~pad).astype(np.float64))
     m = vals.shape[1]
     if m <= k:  # every distinct value gets its own level: exact
         levels = np.concatenate([vals, np.repeat(vals[:, -1:], k - m, axis=1)], axis=1)
-        lab_sorted = cid
+        uppers = vals
     else:
         chunk = max(1, _BUDGET // max(1, k * (m + 1)))  # bounds the argmin tables kept for backtracking
-        bounds = np.concatenate([kmeans_boundaries(vals[s:s + chunk], counts[s:s + chunk], k)
-                                 for s in range(0, bsz, chunk)])
-        ccount = np.concatenate([np.zeros((bsz, 1)), np.cumsum(counts, 1)], 1)
-        csum = np.concatenate([np.zeros((bsz, 1)), np.cumsum(counts * vals, 1)], 1)
+        parts = [kmeans_boundaries(vals[s:s + chunk], counts[s:s + chunk], k) for s in range(0, bsz, chunk)]
+        bounds = np.concatenate([b for b, _ in parts])
+        levels = _fill_empty(np.concatenate([c for _, c in parts]))
         rows = np.arange(bsz)[:, None]
-        wsum = ccount[rows, bounds[:, 1:]] - ccount[rows, bounds[:, :-1]]  # (B, k) weights per cluster
-        ssum = csum[rows, bounds[:, 1:]] - csum[rows, bounds[:, :-1]]
-        levels = np.where(wsum > 0, ssum / np.maximum(wsum, 1.0), np.nan)
-        levels = _fill_empty(levels)
-        marks = np.zeros((bsz, m + 1))
-        np.add.at(marks, (np.repeat(np.arange(bsz), k - 1), bounds[:, 1:k].reshape(-1)), 1.0)
-        lab_distinct = np.cumsum(marks, 1)[:, :m].astype(np.int64)
-        lab_sorted = np.take_along_axis(lab_distinct, cid, 1)
-    idx = np.empty((bsz, n), dtype=np.int64)
-    np.put_along_axis(idx, order, lab_sorted, 1)
+        uppers = vals[rows, np.maximum(bounds[:, 1:] - 1, 0)]  # largest value of each cluster
+        uppers = np.where(np.diff(bounds, axis=1) > 0, uppers, -np.inf)
+        uppers = np.maximum.accumulate(uppers, axis=1)  # an empty cluster is never chosen below
+    # a weight's cluster = number of clusters whose largest value is below it
+    idx = np.minimum(count_below(uppers[:, :-1], x), levels.shape[1] - 1)
+    if lengths is not None:
+        idx = np.where(pad, 0, idx)
     return levels, idx
 
 
@@ -100,8 +103,8 @@ def _fill_empty(levels: np.ndarray) -> np.ndarray:
     return np.take_along_axis(levels, src, 1)
 
 
-def ot_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    return kmeans_1d(x, min(2**bits, x.shape[1]))
+def ot_core(x: np.ndarray, bits: int, lengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    return kmeans_1d(x, min(2**bits, x.shape[1]), lengths)
 
 
 def equal_mass_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
