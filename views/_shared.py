@@ -179,7 +179,8 @@ def _read_results(path: str, mtime_ns: int) -> pd.DataFrame:
     except ImportError:
         return pd.read_csv(path)
     rows = read_results(path)
-    return pd.DataFrame([r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows])
+    df = pd.DataFrame([r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows])
+    return df.drop(columns=["extra"], errors="ignore")
 
 
 SWEEP_KEYS = ("n", "solver", "steps", "seed", "guidance")  # the settings a shipped sweep was made with
