@@ -86,6 +86,11 @@ def _uploaded_model(sha: str, _data: bytes, filename: str) -> Checkpoint:
     return zoo.load_upload(_data, filename)[0]
 
 
+def shipped_model(ref: zoo.ModelRef) -> tuple[str, Checkpoint]:
+    """(cache key, checkpoint) of a shipped model."""
+    return f"{ref.path}:{ref.mtime_ns}:{ref.size}", _shipped_model(ref.path, ref.mtime_ns, ref.size)
+
+
 def current_model(sett: Settings) -> tuple[str, Checkpoint, str]:
     """(cache key, checkpoint, data set name or "") of the model picked in the sidebar."""
     if sett.model_id.startswith("upload:"):
@@ -94,7 +99,8 @@ def current_model(sett: Settings) -> tuple[str, Checkpoint, str]:
         ck = _uploaded_model(sha, data, name)
         return sett.model_id, ck, str(ck.meta.get("dataset", ""))
     ref = next(r for r in zoo.shipped() if r.name == sett.model_id)
-    return f"{ref.path}:{ref.mtime_ns}:{ref.size}", _shipped_model(ref.path, ref.mtime_ns, ref.size), ref.name
+    key, ck = shipped_model(ref)
+    return key, ck, ref.name
 
 
 def page_model() -> tuple[Settings, str, Checkpoint, str]:

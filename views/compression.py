@@ -50,13 +50,15 @@ st.dataframe(table, hide_index=True, column_config={
     "bits per weight": st.column_config.NumberColumn(format="%.3f"),
     "ratio": st.column_config.NumberColumn(format="%.2f×")})
 
-fig = go.Figure()
+fig = go.Figure(go.Bar(x=["FP32"], y=[rows[0].fp32_bytes / 1024], name="FP32", marker_color="#9e9e9e",
+                       text=[f"{rows[0].fp32_bytes / 1024:,.0f} KiB"], textposition="outside"))
 for i, m in enumerate(sett.methods):
     r = sorted((x for x in rows if x.method == m), key=lambda x: x.bits)
     fig.add_trace(go.Bar(x=[f"{x.bits}-bit" for x in r], y=[x.packed_bytes / 1024 for x in r], name=m,
-                         marker_color=sh.COLORS[i % len(sh.COLORS)]))
-fig.add_hline(y=rows[0].fp32_bytes / 1024, line_dash="dash", annotation_text="FP32", line_color="grey")
-fig.update_layout(barmode="group", yaxis_title="KiB on disk", yaxis_type="log", height=380, margin={"t": 30})
+                         marker_color=sh.COLORS[i % len(sh.COLORS)], textposition="outside",
+                         text=[f"{x.packed_bytes / 1024:,.0f}" for x in r]))
+fig.update_layout(barmode="group", yaxis_title="KiB on disk", height=400, margin={"t": 30},
+                  uniformtext_minsize=9, uniformtext_mode="hide")
 st.plotly_chart(fig, key="comp_chart")
 
 

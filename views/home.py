@@ -5,6 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from fmq import zoo
+from fmq.images import make_grid
+from views import _shared as sh
+
+HOME_SAMPLES = (9, 0, None, "heun", 8, 1.0)  # n, seed, class, solver, steps, guidance
 
 st.title("Does an image generator survive 2-bit weights?")
 st.markdown(
@@ -53,7 +57,11 @@ for col, name in zip(cols, zoo.ZOO):
             st.caption("not shipped yet")
         elif grid.is_file():
             st.image(str(grid), width="stretch")
-        else:
-            st.caption("checkpoint ready; sample grid not made yet")
+        else:  # no committed grid yet: draw a few samples live (cached, so only the first visitor waits)
+            with st.spinner("Sampling…"):
+                key, ck = sh.shipped_model(ref)
+                run = sh.fp32_run(key, HOME_SAMPLES, ck)
+            st.image(make_grid(run.images, nrow=3, scale=2), width="stretch")
+            st.caption("live sample, heun × 8 steps")
 st.caption("Pick a data set in the sidebar, then open **Generate**. "
            "Words used: **SSIM** (1 = the same picture) and **PSNR** (in dB; higher = closer).")

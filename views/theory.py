@@ -40,15 +40,22 @@ else:
             bounds[m] = sh.bound_report(key, m, sett.bits, sett.granularity, sett.run_args(), ck)
         status.update(label=f"Bound computed on {min(sett.n, sh.BOUND_SAMPLES)} samples", state="complete")
 
+def positive(t: list[float], y: list[float]) -> tuple[list[float], list[float]]:
+    """Drop t = 0 (both paths start from the same noise, so 0) when the axis is logarithmic."""
+    keep = [i for i, v in enumerate(y) if v > 0 or not bounds]
+    return [t[i] for i in keep], [y[i] for i in keep]
+
+
 fig = go.Figure()
 for i, (m, r) in enumerate(results.items()):
     color = sh.COLORS[i % len(sh.COLORS)]
-    fig.add_trace(go.Scatter(x=r.scores.times, y=r.scores.deviation, mode="lines+markers", name=f"{m} measured",
-                             line={"color": color}))
+    x, y = positive(list(r.scores.times), [float(v) for v in r.scores.deviation])
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{m} measured", line={"color": color}))
     if m in bounds:
         b = bounds[m]
-        fig.add_trace(go.Scatter(x=b.times, y=b.bound_path_estimate.max(dim=0).values.tolist(), mode="lines",
-                                 name=f"{m} bound (estimate)", line={"color": color, "dash": "dash"}))
+        x, y = positive(list(b.times), b.bound_path_estimate.max(dim=0).values.tolist())
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{m} bound (estimate)",
+                                 line={"color": color, "dash": "dash"}))
 fig.update_layout(xaxis_title="t", yaxis_title="‖x_t − x̂_t‖ (ℓ2 over pixels)", height=440, margin={"t": 30},
                   legend_title=f"{sett.bits}-bit, {sett.granularity}")
 if bounds:

@@ -144,7 +144,7 @@ def test_compression(make_app, dataset, bits):
     if bits == 2:
         assert (table["packed bytes"] < table["FP32 bytes"]).all()
     (fig,) = figures(at)
-    assert trace_types(fig) == ["bar"] * len(METHODS)
+    assert trace_types(fig) == ["bar"] * (1 + len(METHODS))  # FP32, then one per method
     assert at.get("download_button")
 
 
@@ -153,3 +153,4 @@ def test_home_lists_shipped_models(make_app):
     assert not at.exception
     assert "Does an image generator survive 2-bit weights?" in at.title[0].value
     assert set(at.sidebar.selectbox(key="model_id").options) >= {"MNIST digits", "Fashion-MNIST"}
+    assert len(at.get("image")) == len(SHAPES)  # one sample grid per shipped model (file, or drawn live)

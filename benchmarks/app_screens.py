@@ -1,0 +1,46 @@
+"""Screenshots of every app page with the shipped checkpoints, for the README: assets/screens/<page>.png.
+
+Starts `streamlit run app.py`, opens each page in Debian's chromium (MNIST, ot + uniform at 2 bits, the
+sidebar's defaults), waits for every image and chart, and saves a full-page PNG. Usage:
+
+    python benchmarks/app_screens.py [--out assets/screens]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.app import driver  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "assets" / "screens"))
+    ap.add_argument("--pages", default=",".join(driver.PAGES), help="comma-separated page names")
+    a = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with driver.serve(log=out / "streamlit.log") as url, sync_playwright() as p:
+        browser = driver.launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        for name in a.pages.split(","):
+            path = driver.PAGES[name]
+            page.goto(f"{url}/{path}")
+            seconds = driver.wait_ready(page, timeout_ms=900_000)
+            problems = driver.exceptions(page)
+            driver.screenshot(page, out / f"{name}.png")
+            print(f"{name}: {seconds:.1f} s{'  EXCEPTION ' + problems[0][:200] if problems else ''}")
+        browser.close()
+    (out / "streamlit.log").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
