@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from fmq import zoo
+from fmq.data import DATASETS
 from fmq.images import make_grid
 from views import _shared as sh
 
@@ -29,21 +30,19 @@ original (FP32) model and into each quantized copy, and the pictures are compare
 )
 
 st.subheader("Where to start")
-c1, c2, c3 = st.columns(3)
-with c1:
-    st.page_link("views/generate.py", label="Generate", icon=":material/image:")
-    st.caption("FP32 and 2-bit pictures from the same noise, side by side, with SSIM and PSNR.")
-with c2:
-    st.page_link("views/weights.py", label="Weights", icon=":material/bar_chart:")
-    st.caption("A layer's weights as a histogram, with each quantizer's levels drawn over it.")
-with c3:
-    st.page_link("views/fidelity.py", label="Fidelity", icon=":material/show_chart:")
-    st.caption("How similarity to FP32 grows with the number of bits, for every method.")
-c1, c2, c3, c4 = st.columns(4)
-c1.page_link("views/trajectories.py", label="Trajectories", icon=":material/timeline:")
-c2.page_link("views/theory.py", label="Theory", icon=":material/functions:")
-c3.page_link("views/compression.py", label="Compression", icon=":material/compress:")
-c4.caption("Settings for every page are in the sidebar: data set, quantizers, bits, solver, seed.")
+LINKS = [
+    ("views/generate.py", "Generate", ":material/image:", "FP32 and 2-bit pictures from the same noise, side by side."),
+    ("views/weights.py", "Weights", ":material/bar_chart:", "A layer's weights, each quantizer's levels over them."),
+    ("views/fidelity.py", "Fidelity", ":material/show_chart:", "Similarity to FP32 against the number of bits."),
+    ("views/trajectories.py", "Trajectories", ":material/timeline:", "How the paths from noise drift apart."),
+    ("views/theory.py", "Theory", ":material/functions:", "The degradation bound against what was measured."),
+    ("views/compression.py", "Compression", ":material/compress:", "Real bytes on disk; download a packed model."),
+]
+for row in (LINKS[:3], LINKS[3:]):
+    for col, (page, label, icon, what) in zip(st.columns(3), row):
+        col.page_link(page, label=label, icon=icon)
+        col.caption(what)
+st.caption("Every page follows the sidebar: data set, quantizers, bits, granularity, solver, samples, seed.")
 
 st.subheader("The shipped models")
 refs = {r.name: r for r in zoo.shipped()}
@@ -51,7 +50,7 @@ cols = st.columns(len(zoo.ZOO))
 for col, name in zip(cols, zoo.ZOO):
     with col:
         ref = refs.get(name)
-        st.markdown(f"**{ref.title if ref else name}**")
+        st.markdown(f"**{ref.title if ref else DATASETS[name].title}**")
         grid = zoo.asset_path(name)
         if ref is None:
             st.caption("not shipped yet")
