@@ -283,7 +283,7 @@ def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool 
     if windowed:
         scale = _bin_scale(vals, p)
         ub, levels = np.full(bsz, np.inf), []
-        n_bins = max(32 * k, 256)
+        n_bins = max(32 * k, min(2048, m // 64))
         while n_bins <= m // 4:  # each level: finer bins, bound computed only inside the last windows
             levels.append(n_bins)
             n_bins *= 8
