@@ -69,8 +69,11 @@ def main() -> int:
             print("(only the sidebar's default data set is measured)")
         t0 = time.perf_counter()
         page.locator("[data-testid=stSidebarNavLink]", has_text="Generate").first.click()
-        page.wait_for_function("() => document.querySelector('[data-testid=stMain] img')", timeout=600_000,
-                               polling=20)
+        # the FP32 grid's caption ("16 evaluations · 0.57 s") follows its image; Home has none (its images
+        # may still be on screen while the new page starts)
+        page.wait_for_function("() => /evaluations ·/.test(document.querySelector('[data-testid=stMain]').innerText)"
+                               " && document.querySelector('h1')?.innerText.startsWith('Generate:')",
+                               timeout=600_000, polling=20)
         first = time.perf_counter() - t0
         driver.wait_ready(page, timeout_ms=600_000)
         whole = time.perf_counter() - t0
