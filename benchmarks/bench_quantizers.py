@@ -10,7 +10,7 @@ Prints a machine line, then
 * solvers: one tensor of 10^6 Student-t(3) weights (seed 0), exact ``ot`` against the exact 1-D k-means
   solvers of the PyPI packages ``kmeans1d`` and ``ckmeans`` (install them for this benchmark only:
   ``pip install kmeans1d ckmeans``), seconds and W2 side by side at each k. ``ckmeans`` accepts k <= 255,
-  so where k = 256 its figure is for k = 255 (marked).
+  so where k = 256 its figure is for k = 255 (marked). A run under 2 s is repeated: best of 3.
 Targets (issue 3): exact ``ot`` faster than both solvers at every k; the whole model in under 1 s.
 Torch runs on one thread (``torch.set_num_threads(1)``): on a shared machine more threads only wait.
 """
@@ -85,6 +85,20 @@ def bench_model(bits_list: list[int], methods: list[str]) -> None:
                   + " ".join(f"{g}={s:.3f}" for g, s in zip(GRANULARITIES, secs)) + f" w2={w2:.6g} mse={mse:.6g}")
 
 
+def _timed(fn):
+    """(result, seconds): the best of 3 runs when one run takes under 2 s, else one run (same rule for
+    every solver, so the first run's page faults do not decide a close race)."""
+    t0 = time.perf_counter()
+    out = fn()
+    best = time.perf_counter() - t0
+    if best < 2.0:
+        for _ in range(2):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return out, best
+
+
 def _w2_sorted(xs: np.ndarray, qs: np.ndarray) -> float:
     return float(np.sqrt(np.mean((xs - qs) ** 2)))
 
@@ -106,16 +120,12 @@ def bench_solvers(ks: list[int]) -> None:
     print(f"{'k':>4s} {'fmq ot':>22s} {'kmeans1d':>22s} {'ckmeans':>30s}")
     for k in ks:
         cells, line = [], [f"k={k}"]
-        t0 = time.perf_counter()
-        levels, idx = kmeans_1d(x[None], k)
-        t = time.perf_counter() - t0
+        (levels, idx), t = _timed(lambda k=k: kmeans_1d(x[None], k))
         w2 = _w2_sorted(xs, np.sort(levels[0, idx[0]]))
         cells.append(f"{t:8.2f} s ({w2:.6g})")
         line.append(f"ot={t:.3f} ot_w2={w2:.9g}")
         if kmeans1d is not None:
-            t0 = time.perf_counter()
-            labels, centroids = kmeans1d.cluster(x, k)
-            t = time.perf_counter() - t0
+            (labels, centroids), t = _timed(lambda k=k: kmeans1d.cluster(x, k))
             w2 = _w2_sorted(xs, np.sort(np.asarray(centroids)[np.asarray(labels)]))
             cells.append(f"{t:8.2f} s ({w2:.6g})")
             line.append(f"kmeans1d={t:.3f} kmeans1d_w2={w2:.9g}")
@@ -123,9 +133,7 @@ def bench_solvers(ks: list[int]) -> None:
             cells.append("not installed")
         if ckmeans is not None:
             kc = min(k, 255)  # ckmeans refuses k > 255: run it at 255 and say so
-            t0 = time.perf_counter()
-            clusters = ckmeans.ckmeans(x, kc)
-            t = time.perf_counter() - t0
+            clusters, t = _timed(lambda kc=kc: ckmeans.ckmeans(x, kc))
             w2 = _w2_sorted(xs, np.concatenate([np.full(len(c), np.mean(c)) for c in clusters]))
             cells.append(f"{t:8.2f} s ({w2:.6g})" + ("" if kc == k else f" at k={kc}"))
             line.append(f"ckmeans={t:.3f} ckmeans_w2={w2:.9g} ckmeans_k={kc}")

@@ -14,6 +14,11 @@ pwl-paper      the paper's PWL: quantile breakpoints, bin-midpoint levels       
 log2           signed powers of two, Miyashita et al. 2016 (zero coded)         :mod:`.log2`
 log2-paper     the paper's log grid per sign                                    :mod:`.log2`
 =============  ===============================================================  ==================
+
+:mod:`.codebook` holds the shared ``Codebook`` type and the granularities, :mod:`.kmeans1d` the exact
+1-D k-means solver, :mod:`.common` the tensor -> groups -> core plumbing, :mod:`.packing` the b-bit
+file format. :func:`quantize_tensors` quantizes many tensors in shared batches (what
+:func:`fmq.quantize.quantize_model` uses).
 """
 
 from __future__ import annotations

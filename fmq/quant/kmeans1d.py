@@ -10,18 +10,24 @@ k contiguous clusters minimising the within-cluster sum of squares. With prefix 
 is non-decreasing in i, and T_{k-1}(i) <= T_k(i); each layer is solved by divide and conquer over the
 rows (Grønlund et al. 2017, arXiv 1701.07204), one vectorised step per recursion depth for all groups.
 
-Pruning that keeps the answer exact (used when m is large against k): group the positions into M bins
-e_0 = 0 < e_1 < ... < e_M = m. A cluster that starts in bin a and ends in bin c contains at least the
-whole bins a+1 .. c-1, and adding entries to a cluster never lowers its cost, so
+Pruning that keeps the answer exact (used when m >= 64 k): group the positions into M bins
+e_0 = 0 < e_1 < ... < e_M = m. A cluster whose start lies in bin a (j <= e_{a+1} - 1) and whose end
+lies in bin c (i >= e_c) holds at least the entries e_{a+1} - 1 .. e_c - 1, and adding entries to a
+cluster never lowers its cost, so
 
-    L_k(c) = min_{a <= c} L_{k-1}(a) + cost(e_{a+1}, e_c)     (0 when a = c)                     (2)
+    L_k(c) = min_{a <= c} L_{k-1}(a) + cost(e_{a+1} - 1, e_c)     (0 when that range is empty)    (2)
 
-is a lower bound on D_k(i) for every i in bin c (induction on k); the same recursion on the mirrored
-values bounds the cost of every suffix. Any k-partition gives an upper bound U (Lloyd's iterations
-started from the path of (2)). An optimal partition has D_j(t_j) + E_{k-j}(t_j) = OPT <= U for each of
-its boundaries t_j, so every boundary lies in a bin whose prefix + suffix bound is <= U: solving (1)
-only over those windows still finds an optimal partition, with far fewer rows when bins are fine
-enough (about 8m/k³ entries per bin or fewer).
+is a lower bound on D_k(i) for every i in bin c (induction on k; the cost stays Monge, so the same
+divide and conquer applies); the same recursion on the mirrored values bounds the cost of every
+suffix. Any k-partition gives an upper bound U (Lloyd's iterations started from the path of (2)). An
+optimal partition has D_j(t_j) + E_{k-j}(t_j) = OPT <= U for each of its boundaries t_j, so every
+boundary lies in a bin whose prefix + suffix bound is <= U; (1) solved only over those windows still
+finds an optimal partition. The bins are refined level by level (x8), each level's bounds computed only
+inside the previous windows, which stays rigorous because the windows keep an optimal path. Bin edges
+sit at equal steps of rank fraction + value fraction, so sparse tails get one-entry bins, where (2) is
+exact. The bound loses about one bin of entries per boundary, so windows are narrow when bins hold
+well under 8m/k³ entries: large gains for k <= 64 on long groups, little for k = 256. (Inside windows
+the k-monotonicity T_{k-1}(i) <= T_k(i) is not used: it is not proven for the restricted problem.)
 """
 
 from __future__ import annotations

@@ -9,18 +9,11 @@ i.e. exact one-dimensional k-means. For any quantizer q with at most K levels,
 W2(w, q(w))² >= SSE_opt / n (every unit of mass must travel at least to its nearest level), while the
 exact solution reaches W2² <= MSE = SSE_opt / n through the identity coupling; so the exact codebook
 minimises both the MSE and the W2 distance between the weights and their quantized values, among
-all K-level quantizers of that group. Optimal clusters are contiguous in sorted order, so with the
-sorted distinct values v_1 < ... < v_m, their counts and prefix sums W, S1, S2,
-
-    cost(j, i) = S2_i - S2_j - (S1_i - S1_j)² / (W_i - W_j)      (points j+1..i in one cluster)
-    D_k(i)     = min_{j <= i} D_{k-1}(j) + cost(j, i),     D_1(i) = cost(0, i)           (2)
-
-and D_K(m) is the optimum (Wang & Song 2011, Ckmeans.1d.dp). ``cost`` satisfies the quadrangle
-inequality, so the smallest minimiser of (2) is non-decreasing in i and each layer is solved by divide
-and conquer over the rows, O(m log m) per layer (Grønlund et al. 2017, arXiv 1701.07204, §2). Here
-every depth of that recursion is one vectorised step over all rows of all groups at once, so many
-small problems (one per channel) cost about as much as one big one. Empty clusters are allowed
-(cost 0), so a group with fewer distinct values than levels is represented exactly.
+all K-level quantizers of that group. Optimal clusters are contiguous in sorted order, so a dynamic
+programme over the sorted distinct values with their counts solves (1) exactly (Wang & Song 2011,
+Ckmeans.1d.dp): :mod:`fmq.quant.kmeans1d` solves it for many groups at once, with provable pruning for
+long groups. Empty clusters are allowed, so a group with fewer distinct values than levels is
+represented exactly; each weight's index is its cluster's, i.e. its nearest level.
 
 ``ot-equal-mass`` — the paper's quantizer (arXiv 2511.11418, ``PC-OT-Quant.py``): the sorted weights
 are split into K chunks of equal count (``numpy.array_split``: the first n mod K chunks one longer)
@@ -38,6 +31,7 @@ from .kmeans1d import kmeans_boundaries
 __all__ = ["kmeans_1d", "ot_core", "equal_mass_core"]
 
 _BUDGET = 1 << 25  # DP table entries per batch chunk
+
 
 def _distinct(xs: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values and their total weight (default 1 per entry) of each sorted row, padded to a
