@@ -5,7 +5,8 @@ makes the cache key honest. A :class:`ModelRef` carries the file's path, modific
 checkpoint that is replaced on disk (the MNIST model is rewritten while it trains) gets a new key and is
 loaded afresh, while an unchanged one is served from the cache.
 
-``FMQ_CHECKPOINT_DIR`` points the zoo at another folder (the tests use tiny models made in a fixture).
+``FMQ_CHECKPOINT_DIR`` points the zoo at another folder (the tests use tiny models made in a fixture),
+``FMQ_RESULTS_DIR`` likewise for the sweep results.
 """
 
 from __future__ import annotations
@@ -88,8 +89,8 @@ def checkpoint_dir() -> Path:
 
 
 def results_path(name: str) -> Path:
-    """Committed sweep results for a shipped model (may not exist)."""
-    return REPO_ROOT / "results" / f"{name}.csv"
+    """Committed sweep results for a shipped model (may not exist); ``FMQ_RESULTS_DIR`` points elsewhere."""
+    return Path(os.environ.get("FMQ_RESULTS_DIR") or REPO_ROOT / "results") / f"{name}.csv"
 
 
 def asset_path(name: str) -> Path:

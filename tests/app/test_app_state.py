@@ -95,3 +95,33 @@ def test_shipped_checkpoints_generate_at_small_n(make_app, monkeypatch, name):
     ssim = [float(m.value) for m in at.metric if m.label == "SSIM"]
     assert len(ssim) == 2 and all(-1 <= s <= 1 for s in ssim)
     assert figures(at)[0]["data"][0]["type"] == "heatmap"
+
+
+def write_results(path, method: str, **settings) -> None:
+    """A results CSV in fmq.sweep's columns, one row per bit width, with SSIM = bits / 10 (recognisable)."""
+    cols = ["dataset", "method", "bits", "protocol", "granularity", "ssim", "ssim_lo", "ssim_hi", "psnr", "psnr_lo",
+            "psnr_hi", "n", "solver", "steps", "seed", "guidance"]
+    lines = [",".join(cols)]
+    for b in range(1, 9):
+        row = {"dataset": "mnist", "method": method, "bits": b, "protocol": "generation", "granularity": "channel",
+               "ssim": b / 10, "ssim_lo": b / 10 - 0.01, "ssim_hi": b / 10 + 0.01, "psnr": 5.0 * b,
+               "psnr_lo": 5.0 * b - 1, "psnr_hi": 5.0 * b + 1, **settings}
+        lines.append(",".join(str(row[c]) for c in cols))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_fidelity_shows_shipped_results_and_computes_only_other_settings(make_app, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMQ_RESULTS_DIR", str(tmp_path))
+    write_results(tmp_path / "mnist.csv", "uniform", n=4, solver="euler", steps=2, seed=0, guidance=1.0)
+    at = goto(make_app(model_id="mnist", methods=["uniform"]), "fidelity")
+    ssim = figures(at)[0]
+    names = [t["name"] for t in ssim["data"]]
+    assert "uniform shipped" in names and "uniform live" not in names  # same settings: nothing to compute
+    assert at.success and "nothing to compute" in at.success[0].value
+    assert set(at.dataframe[0].value["source"]) == {"shipped"}
+
+    at.session_state["steps"] = 3  # another setting: shipped curve at once, live points for this one
+    at.run()
+    names = [t["name"] for t in figures(at)[0]["data"]]
+    assert "uniform shipped" in names and "uniform live" in names
+    assert set(at.dataframe[0].value["source"]) == {"shipped", "live"}
