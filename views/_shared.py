@@ -133,14 +133,15 @@ def quantized(key: str, method: str, bits: int, granularity: str, _model) -> com
     return compare.quantize(_model, quant_config(method, bits, granularity))
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
+# runs keep whole trajectories (up to ~80 MB at 64 RGB samples × 100 steps): bound the bytes, not just the count
+@st.cache_data(max_entries=24, max_size="512MB", show_spinner=False)
 def fp32_run(key: str, run_args: tuple, _ck: Checkpoint) -> compare.Run:
     n, seed, label, solver, steps, guidance = run_args
     noise, y = _inputs(_ck, n, seed, label)
     return compare.generate(_ck.model, noise, y, solver, steps, guidance, seed=seed)
 
 
-@st.cache_data(max_entries=96, show_spinner=False)
+@st.cache_data(max_entries=96, max_size="1GB", show_spinner=False)
 def method_run(key: str, method: str, bits: int, granularity: str, run_args: tuple,
                _ck: Checkpoint) -> compare.MethodResult:
     """Quantize, generate from the same noise as FP32, and score against FP32."""
