@@ -1,7 +1,7 @@
 """Speed and W2 of the quantizers (prints figures; not a test).
 
     python benchmarks/bench_quantizers.py [--part model|solvers|all] [--bits 2 4 8] [--ks 4 16 64 256]
-                                          [--methods ot uniform ...]
+                                          [--methods ot uniform ...] [--checkpoint PATH]
 
 Prints a machine line, then
 * model: seconds to quantize the MNIST-sized model (``checkpoints/mnist.safetensors`` if present, else a
@@ -50,20 +50,23 @@ def machine_line() -> str:
             f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)")
 
 
-def load_model():
-    path = Path(__file__).resolve().parent.parent / "checkpoints" / "mnist.safetensors"
+def load_model(path: str | None):
+    path = Path(path) if path else Path(__file__).resolve().parent.parent / "checkpoints" / "mnist.safetensors"
     if path.is_file():
+        import hashlib
+
         from fmq.checkpoint import load_checkpoint
 
-        return load_checkpoint(path).model, str(path.name)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        return load_checkpoint(path).model, f"{path.name} (sha256 {digest})"
     from fmq.models import ModelConfig, UNet
 
     torch.manual_seed(0)
     return UNet(ModelConfig()).eval(), "fresh MNIST-sized UNet"
 
 
-def bench_model(bits_list: list[int], methods: list[str]) -> None:
-    model, name = load_model()
+def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None) -> None:
+    model, name = load_model(checkpoint)
     n = sum(p.numel() for p in model.parameters())
     print(f"\nmodel: {name}, {n:,} parameters; scope weights (Conv/Linear); seconds to quantize_model")
     header = f"{'method':14s} {'bits':>4s} " + " ".join(f"{g:>10s}" for g in GRANULARITIES)
@@ -149,11 +152,12 @@ def main() -> None:
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 16, 64, 256])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--checkpoint", help="model to quantize (default checkpoints/mnist.safetensors)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(machine_line())
     if a.part in ("model", "all"):
-        bench_model(a.bits, a.methods)
+        bench_model(a.bits, a.methods, a.checkpoint)
     if a.part in ("solvers", "all"):
         bench_solvers(a.ks)
 
