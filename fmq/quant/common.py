@@ -1,9 +1,10 @@
 """Plumbing shared by the quantizers: row-wise search, nearest level, and the tensor -> Codebook driver.
 
 Every quantizer is written as a *core* on a dense float64 matrix ``x`` (B, L) — B groups of L weights —
-returning ``levels`` (B, K) sorted ascending and ``idx`` (B, L) int. :func:`make_codebook` cuts a
-tensor into such matrices (see :func:`~fmq.quant.codebook.group_batches`), runs the core and assembles
-the :class:`~fmq.quant.codebook.Codebook`.
+returning ``levels`` (B, K) sorted ascending and ``idx`` (B, L) int. :func:`make_codebooks` cuts
+tensors into such matrices (see :func:`~fmq.quant.codebook.group_batches`), batches equal (or, for a
+ragged core, similar) lengths across tensors, runs the core and assembles the
+:class:`~fmq.quant.codebook.Codebook` of each tensor.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import torch
 
 from .codebook import Codebook, Granularity, check_bits, group_batches, parse_granularity
 
-__all__ = ["Core", "count_below", "searchsorted_rows", "nearest_level", "compact", "make_codebook", "make_codebooks",
-           "as_weight"]
+__all__ = ["Core", "count_below", "searchsorted_rows", "nearest_level", "compact", "make_codebooks", "as_weight"]
 
 Core = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -159,8 +159,3 @@ def make_codebooks(ws: list[torch.Tensor], bits: int, granularity: Granularity |
         for lv, ix, shape in zip(levels, indices, shapes)
     ]
 
-
-def make_codebook(w: torch.Tensor, bits: int, granularity: Granularity | str, core: Core, method: str,
-                  ragged: bool = False) -> Codebook:
-    """:func:`make_codebooks` for one tensor."""
-    return make_codebooks([w], bits, granularity, core, method, ragged)[0]
