@@ -189,7 +189,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     if data_path is not None and data_path.exists():
         data = load_dataset(data_path, split=None)
         test = load_dataset(data_path, split=1) if data_path.suffix == ".npz" and _has_split(data_path, 1) else data
-        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(a.seed))[: a.n]
+        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(a.seed))[: max(a.n, 512)]
         eval_images = test.images[perm]
     classifier = None
     cpath = checkpoint_dir() / f"{a.dataset}_classifier.safetensors"

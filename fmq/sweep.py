@@ -149,9 +149,12 @@ def _mid_activations(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def latent_variances(acts: torch.Tensor, k: int = 20) -> np.ndarray:
-    """Variance of each of the first k principal components of activations (N, D), largest first."""
+    """Variance of each of the first k principal components of activations (N, D), largest first.
+
+    N samples span at most N − 1 centred directions, so k is capped at N − 1 (no spurious zero variances).
+    """
     x = acts.double() - acts.double().mean(0)
-    s = torch.linalg.svdvals(x)[:k]
+    s = torch.linalg.svdvals(x)[: min(k, len(x) - 1)]
     return (s**2 / max(len(x) - 1, 1)).numpy()
 
 
@@ -173,8 +176,9 @@ def iter_sweep(
 ) -> Iterator[SweepRow]:
     """Yield one :class:`SweepRow` per (method, bits), in order, as each is measured.
 
-    ``eval_images`` (N, C, H, W) real test images in [-1, 1]: needed for the velocity protocol and the
-    latent-stability measure (without them, the latent columns are nan). ``classifier`` maps images to
+    ``eval_images`` (N, C, H, W) real test images in [-1, 1]: the first ``cfg.n`` feed the velocity
+    protocol, all of them the latent-stability measure (give a few hundred; without them the latent
+    columns are nan). ``classifier`` maps images to
     logits; used for class accuracy when the model is conditional. ``extra_fn(model_fp, model_q, noise)``
     may add columns (e.g. the degradation bound) to ``row.extra``. The model is never modified.
     """
@@ -188,7 +192,7 @@ def iter_sweep(
         raise ValueError("the velocity protocol needs real test images (eval_images)")
     real = None if eval_images is None else eval_images[: cfg.n]
     key_base = {"model": _model_hash(model), "sweep": cfg.to_dict(), "classifier": classifier is not None,
-                "real": None if real is None else hashlib.sha256(real.numpy().tobytes()).hexdigest()[:16],
+                "real": None if eval_images is None else hashlib.sha256(eval_images.numpy().tobytes()).hexdigest()[:16],
                 "extra": extra_fn is not None, "version": 1}
     ref_run = ref_vel = ref_var = None
     fp_acc = float("nan")
@@ -205,10 +209,10 @@ def iter_sweep(
                 ref_run = generate(model, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
                 if classifier is not None and y is not None:
                     fp_acc = float((predict(classifier, ref_run.images) == y).float().mean())
-            if real is not None and ref_var is None:
+            if eval_images is not None and ref_var is None:
                 with torch.no_grad():
                     ref_vel = model(real, torch.zeros(len(real)))
-                ref_var = latent_variances(_mid_activations(model, real))
+                ref_var = latent_variances(_mid_activations(model, eval_images))
             qcfg = cfg.point_config(method, bits)
             qmodel, report = quantize_model(model, qcfg)
             qmodel.eval()
@@ -233,8 +237,8 @@ def iter_sweep(
                 dev = float((vel - ref_vel).flatten(1).norm(dim=1).mean())
                 traj, acc = float("nan"), float("nan")
             ratio, collapsed = float("nan"), -1
-            if real is not None:
-                var = latent_variances(_mid_activations(qmodel, real))
+            if eval_images is not None:
+                var = latent_variances(_mid_activations(qmodel, eval_images))
                 ratio, collapsed = float(np.mean(var / np.maximum(ref_var, 1e-12))), int((var < 1e-4).sum())
             s = mean_ci95(ssim, -1.0, 1.0)
             p = mean_ci95(psnr, hi=PSNR_CAP)
