@@ -91,7 +91,7 @@ def pwl_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     zero = np.zeros((len(x), 1))
     csum = tuple(np.concatenate([zero, np.cumsum(a, 1)], 1) for a in (np.ones_like(xs), xs, xs * xs))
 
-    if 2**bits * 8 < x.shape[1]:  # few levels for many weights: error from prefix sums over the cells
+    if 2**bits * 2 <= x.shape[1]:  # levels well below weights: error from prefix sums over the cells
         error = lambda r: _error_sorted(xs, csum, m, r * m, bits)  # noqa: E731
     else:
         error = lambda r: _error(x, m, r * m, bits)  # noqa: E731
