@@ -23,7 +23,7 @@ the repeated slots cost the same storage as the others (K fp16 numbers per group
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -155,7 +155,6 @@ class Codebook:
     granularity: Granularity  # PerTensor / PerChannel / PerGroup
     bits: int  # index width; K <= 2**bits
     method: str = ""  # name of the quantizer that made it
-    extra: dict = field(default_factory=dict)  # method parameters worth showing (e.g. PWL breakpoints)
 
     @property
     def num_groups(self) -> int:
@@ -199,4 +198,4 @@ class Codebook:
             raise ValueError(f"a codebook level ({big:.4g}) does not fit in {dtype}; weights this large cannot be"
                              " packed with fp16 codebooks")
         return Codebook(rounded.to(torch.float32), self.indices, self.shape, self.granularity, self.bits,
-                        self.method, dict(self.extra))
+                        self.method)
