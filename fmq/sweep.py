@@ -148,6 +148,15 @@ def _mid_activations(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return out[0]
 
 
+def _skipped_row(cfg: SweepConfig, qcfg: QuantConfig, reason: str) -> SweepRow:
+    nan = float("nan")
+    measured = ("ssim", "ssim_lo", "ssim_hi", "psnr", "psnr_lo", "psnr_hi", "deviation", "traj_deviation",
+                "class_acc", "w2", "mse", "bits_per_weight", "latent_var_ratio")
+    return SweepRow(method=qcfg.method, bits=qcfg.bits, protocol=cfg.protocol, granularity=qcfg.granularity,
+                    packed_bytes=0, latent_collapsed=-1, n=cfg.n, solver=cfg.solver, steps=cfg.steps, seed=cfg.seed,
+                    guidance=cfg.guidance, seconds=0.0, extra={"skipped": reason}, **dict.fromkeys(measured, nan))
+
+
 def latent_variances(acts: torch.Tensor, k: int = 20) -> np.ndarray:
     """Variance of each of the first k principal components of activations (N, D), largest first.
 
@@ -214,7 +223,11 @@ def iter_sweep(
                     ref_vel = model(real, torch.zeros(len(real)))
                 ref_var = latent_variances(_mid_activations(model, eval_images))
             qcfg = cfg.point_config(method, bits)
-            qmodel, report = quantize_model(model, qcfg)
+            try:
+                qmodel, report = quantize_model(model, qcfg)
+            except ValueError as e:  # a method that does not exist at this width (pwl at 1 bit)
+                yield _skipped_row(cfg, qcfg, str(e))
+                continue
             qmodel.eval()
             with tempfile.TemporaryDirectory() as tmp:
                 packed = save_packed(model, qcfg, Path(tmp) / "q.safetensors", codebooks=report.codebooks)

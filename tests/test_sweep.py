@@ -90,3 +90,9 @@ def test_csv_round_trip(model, tmp_path):
     assert back[0]["dataset"] == "toy" and back[0]["method"] == "log2" and back[0]["bits"] == 3
     assert back[0]["ssim"] == pytest.approx(rows[0].ssim) and back[0]["bound"] == 1.5
     assert math.isnan(back[0]["class_acc"])
+
+
+def test_unsupported_width_gives_a_nan_row(model):
+    rows = list(iter_sweep(model, SweepConfig(methods=("pwl",), bits=(1, 2), n=3, steps=2)))
+    assert rows[0].bits == 1 and math.isnan(rows[0].ssim) and "skipped" in rows[0].extra
+    assert rows[1].bits == 2 and not math.isnan(rows[1].ssim)
