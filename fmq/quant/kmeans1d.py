@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dp_kernels import layer_minima
+
 __all__ = ["kmeans_boundaries", "prefix_sums"]
 
 _TOL = 1e-9  # relative slack on the upper bound: float rounding must never prune the optimum
@@ -61,66 +63,26 @@ def _gather(p, idx, mirror=False):
     return w[:, -1:] - w[:, back], s1[:, back] - s1[:, -1:], s2[:, -1:] - s2[:, back]
 
 
-def _cost(pi, pj, fi, fj, lens=None):
-    """cost between flat row entries fi (per segment, repeated by lens) and flat candidate entries fj."""
-    (wi, s1i, s2i), (wj, s1j, s2j) = pi, pj
-    rep = (lambda a: np.repeat(a, lens)) if lens is not None else (lambda a: a)
-    dw = rep(wi[fi]) - wj[fj]
-    ds = rep(s1i[fi]) - s1j[fj]
-    return np.maximum(rep(s2i[fi]) - s2j[fj] - ds * ds / np.maximum(dw, 1.0), 0.0)
-
-
 def _layer(dprev, pj, pi, row_lo, row_hi, cand_lo, cand_hi, tprev, strict, doff=None, toff=None):
     """Row minima of M(i, j) = dprev(j) + cost(j, i) for rows row_lo..row_hi of each group.
 
     Candidates j lie in cand_lo..cand_hi and j <= i - strict. ``dprev`` holds D(j) at column j - doff
     (doff None: at column j); ``tprev`` (at column i - toff), if given, bounds each row's argmin from
     below. Returns best (B, R) and argmin (B, R) for rows row_lo + r, r < R (rows past a group's row_hi
-    repeat row_hi). A row without candidates gets +inf.
+    repeat row_hi). A row without candidates gets +inf. Divide and conquer in compiled code
+    (:func:`fmq.quant.dp_kernels.layer_minima`).
     """
     bsz = dprev.shape[0]
-    nj, ni, nd = pj[0].shape[1], pi[0].shape[1], dprev.shape[1]
-    doff = np.zeros(bsz, dtype=np.int64) if doff is None else doff
     r = int((row_hi - row_lo).max()) + 1
-    best_out = np.empty((bsz, r))
-    arg_out = np.empty((bsz, r), dtype=np.int64)
-    flat_pj = tuple(a.reshape(-1) for a in pj)
-    flat_pi = tuple(a.reshape(-1) for a in pi)
-    dflat = dprev.reshape(-1)
-    bidx = np.arange(bsz)[:, None]
-    jbase, ibase, dbase = bidx * nj, bidx * ni, bidx * nd - doff[:, None]
-    lo, hi = np.array([0]), np.array([r - 1])  # relative row ranges of the nodes
-    olo, ohi = cand_lo[:, None].astype(np.int64), cand_hi[:, None].astype(np.int64)
-    while lo.size:
-        mid = (lo + hi) // 2
-        row = np.minimum(row_lo[:, None] + mid[None, :], row_hi[:, None])  # (B, nodes)
-        if tprev is None:
-            clo = olo
-        else:
-            tcol = np.clip(row - toff[:, None], 0, tprev.shape[1] - 1)
-            clo = np.maximum(olo, np.take_along_axis(tprev, tcol, 1))
-        chi = np.minimum(ohi, row - strict)
-        valid = clo <= chi
-        clo = np.where(valid, clo, np.minimum(olo, chi.clip(min=0)))
-        chi = np.maximum(chi, clo)
-        lens = (chi - clo + 1).reshape(-1)
-        starts = np.cumsum(lens) - lens
-        offs = np.arange(lens.sum())
-        fj = offs + np.repeat((clo + jbase).reshape(-1) - starts, lens)
-        fd = offs + np.repeat((clo + dbase).reshape(-1) - starts, lens)
-        val = dflat[fd] + _cost(flat_pi, flat_pj, (row + ibase).reshape(-1), fj, lens)
-        best = np.minimum.reduceat(val, starts)
-        hits = np.flatnonzero(val == np.repeat(best, lens))
-        arg = fj[hits[np.searchsorted(hits, starts)]].reshape(bsz, -1) - jbase
-        best = np.where(valid, best.reshape(bsz, -1), np.inf)
-        arg = np.where(valid, arg, olo)  # an empty row bounds nothing: keep the node's lower bound
-        best_out[:, mid], arg_out[:, mid] = best, arg
-        left, right = lo <= mid - 1, mid + 1 <= hi
-        lo = np.concatenate([lo[left], mid[right] + 1])
-        hi = np.concatenate([mid[left] - 1, hi[right]])
-        olo = np.concatenate([olo[:, left], arg[:, right]], axis=1)
-        ohi = np.concatenate([arg[:, left], ohi[:, right]], axis=1)
-    return best_out, arg_out
+    best, arg = np.empty((bsz, r)), np.empty((bsz, r), dtype=np.int64)
+    zeros = np.zeros(bsz, dtype=np.int64)
+    use_t = tprev is not None
+    layer_minima(np.ascontiguousarray(dprev), zeros if doff is None else doff.astype(np.int64),
+                 *(np.ascontiguousarray(a) for a in pj), *(np.ascontiguousarray(a) for a in pi),
+                 row_lo.astype(np.int64), row_hi.astype(np.int64), cand_lo.astype(np.int64),
+                 cand_hi.astype(np.int64), tprev.astype(np.int64) if use_t else np.zeros((bsz, 1), dtype=np.int64),
+                 toff.astype(np.int64) if use_t and toff is not None else zeros, use_t, strict, best, arg)
+    return best, arg
 
 
 def _scatter(bsz, n, row_lo, row_hi, vals, fill):
