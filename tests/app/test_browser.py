@@ -62,6 +62,11 @@ def test_every_page_draws_and_reacts_to_bits(server, browser, tmp_path):
             driver.set_slider(page, "Bits per weight", 3 + i % 4)
             driver.wait_ready(page)
             if name != "fidelity":  # every page but Fidelity (which spans 1..8 bits) names the width it shows
+                # on a loaded machine the rerun can start after wait_ready saw the old page settle
+                page.wait_for_function(
+                    "t => document.querySelector('[data-testid=stMain]').innerText.includes(t)",
+                    arg=f"{3 + i % 4}-bit", timeout=120_000)
+                driver.wait_ready(page)
                 assert f"{3 + i % 4}-bit" in page.inner_text("[data-testid=stMain]"), name
         assert driver.exceptions(page) == [], name
         main = page.locator("[data-testid=stMain]")
