@@ -1,21 +1,24 @@
-"""Compiled inner loops of the exact 1-D k-means DP (numba): one layer's row minima, many groups at once.
+"""Compiled inner loops of the exact 1-D k-means DP (numba).
 
-For each group b, a layer of the DP of :mod:`fmq.quant.kmeans1d` is the row minima of
+For one group, a layer j of the DP of :mod:`fmq.quant.kmeans1d` is the row minima of
 
-    M(i, t) = dprev(t) + cost(t, i),   cost(t, i) = S2_i - S2_t - (S1_i - S1_t)² / (W_i - W_t)     (1)
+    M(i, t) = D_{j-1}(t) + cost(t, i),   cost(t, i) = S2_i - S2_t - (S1_i - S1_t)² / (W_i - W_t)     (1)
 
-over rows i = row_lo .. row_hi and candidates t = cand_lo .. min(cand_hi, i - strict), where W, S1, S2
-are prefix sums of counts, count-weighted values and squares (the candidates' and the rows' sums may
-be taken at different positions, as the bin bounds do). ``cost`` is Monge, so the smallest argmin
-T(i) is non-decreasing in i. Two exact ways to use it:
+over rows i and candidates t <= i - 1, where W, S1, S2 are prefix sums of counts, count-weighted values
+and squares. ``cost`` is Monge, so the smallest argmin T_j(i) is non-decreasing in i; in the
+unrestricted DP also T_{j-1}(i) <= T_j(i). Two exact ways to find the minima, both taking the
+smallest candidate on ties:
 
-* divide and conquer over the rows: the middle row is scanned over the node's candidate range, its
-  argmin splits the range for the two halves (Grønlund et al. 2017, arXiv 1701.07204);
-* Knuth–Yao bounds, for the unrestricted layers of the DP only: T_{j-1}(i) <= T_j(i) <= T_j(i+1), rows
-  from the last down, each scanning just that range. Cheap where the range is a few candidates (many
-  levels per group); the caller picks per layer from the ranges the previous layer needed.
+* divide and conquer over the rows: the middle row is scanned over its node's candidate range and its
+  argmin splits the range for the two halves (O(n log n) per layer; Grønlund et al. 2017,
+  arXiv 1701.07204), the candidates also bounded below by T_{j-1}(i) when known;
+* Knuth–Yao ranges, unrestricted layers only: T_{j-1}(i) <= T_j(i) <= T_j(i+1), rows from the last
+  down, each scanning only that range. The ranges shrink as j grows (about i / j² candidates for
+  evenly spread values), so past the first layers a row costs a few candidates.
 
-Ties go to the smallest candidate in both. Both are O(1) memory beyond the outputs.
+:func:`dp_unrestricted` runs the whole DP of each group in one call, switching from the first to the
+second when the ranges the last layer would have needed are short; :func:`layer_minima` is one
+restricted layer for many groups (the windows and bin bounds of :mod:`fmq.quant.kmeans1d`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["layer_minima", "layer_minima_ky"]
+__all__ = ["layer_minima", "dp_unrestricted"]
+
+_KY_RANGE = 1.0  # Knuth–Yao once the last layer's mean range per row is below this many log2(rows)
 
 
 @njit(cache=True, inline="always")
@@ -35,77 +40,131 @@ def _entry(dprev, dcol, wj, s1j, s2j, t, wi, s1i, s2i):
 
 
 @njit(cache=True)
-def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_lo, cand_hi,
-                 tprev, toff, use_tprev, strict, best_out, arg_out):
-    """Row minima of (1) for every group b, by divide and conquer over the rows.
-
-    dprev (B, nd): dprev(t) at column t - doff[b]. wj/s1j/s2j (B, nj): sums at candidate t; wi/s1i/s2i
-    (B, ni): sums at row i. ``use_tprev``: tprev (B, nt) at column clip(i - toff[b]) bounds T(i) below.
-    Writes best_out/arg_out (B, R) for rows row_lo[b] + r (rows past row_hi[b] repeat row_hi[b]); a row
-    without candidates gets +inf and, as argmin, its node's lower bound.
-    """
-    bsz, r_all = best_out.shape
-    nt = tprev.shape[1]
-    stack = np.empty((128, 4), dtype=np.int64)
-    for b in range(bsz):
-        rlo, nr = row_lo[b], row_hi[b] - row_lo[b] + 1
-        stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, nr - 1, cand_lo[b], cand_hi[b]
-        sp = 1
-        while sp > 0:
-            sp -= 1
-            lo, hi, olo, ohi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
-            mid = (lo + hi) >> 1
-            i = rlo + mid
-            clo = olo
-            if use_tprev:
-                q = min(max(i - toff[b], 0), nt - 1)
-                clo = max(clo, tprev[b, q])
-            chi = min(ohi, i - strict)
-            best, arg = np.inf, olo
-            if clo <= chi:
-                arg = clo
-                wr, s1r, s2r = wi[b, i], s1i[b, i], s2i[b, i]
-                for t in range(clo, chi + 1):
-                    v = _entry(dprev[b], t - doff[b], wj[b], s1j[b], s2j[b], t, wr, s1r, s2r)
-                    if v < best:
-                        best, arg = v, t
-            best_out[b, mid], arg_out[b, mid] = best, arg
-            if lo <= mid - 1:
-                stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = lo, mid - 1, olo, arg
-                sp += 1
-            if mid + 1 <= hi:
-                stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, hi, arg, ohi
-                sp += 1
-        for r in range(nr, r_all):
-            best_out[b, r], arg_out[b, r] = best_out[b, nr - 1], arg_out[b, nr - 1]
+def _dc_rows(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, rlo, rhi, clo0, chi0, tprev, toff, use_tprev, strict,
+             best_out, arg_out, stack):
+    """Divide and conquer over rows rlo..rhi (written at r = i - rlo); candidates clo0..min(chi0, i -
+    strict), dprev at t - doff; ``use_tprev``: tprev at clip(i - toff) bounds the argmin below. A row
+    without candidates gets +inf and, as argmin, its node's lower bound."""
+    nt = tprev.shape[0]
+    stack[0, 0], stack[0, 1], stack[0, 2], stack[0, 3] = 0, rhi - rlo, clo0, chi0
+    sp = 1
+    while sp > 0:
+        sp -= 1
+        lo, hi, olo, ohi = stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3]
+        mid = (lo + hi) >> 1
+        i = rlo + mid
+        clo = olo
+        if use_tprev:
+            clo = max(clo, tprev[min(max(i - toff, 0), nt - 1)])
+        chi = min(ohi, i - strict)
+        best, arg = np.inf, olo
+        if clo <= chi:
+            arg = clo
+            wr, s1r, s2r = wi[i], s1i[i], s2i[i]
+            for t in range(clo, chi + 1):
+                v = _entry(dprev, t - doff, wj, s1j, s2j, t, wr, s1r, s2r)
+                if v < best:
+                    best, arg = v, t
+        best_out[mid], arg_out[mid] = best, arg
+        if lo <= mid - 1:
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = lo, mid - 1, olo, arg
+            sp += 1
+        if mid + 1 <= hi:
+            stack[sp, 0], stack[sp, 1], stack[sp, 2], stack[sp, 3] = mid + 1, hi, arg, ohi
+            sp += 1
 
 
 @njit(cache=True)
-def layer_minima_ky(dprev, w, s1, s2, j, m, k, tprev, best_out, arg_out):
-    """Layer j (2 <= j < k) of the unrestricted DP by Knuth–Yao bounds; returns the candidates scanned.
-
-    Rows i = j + r and candidates t = j - 1 + q, r, q < m - k + 1 (the positions a j-th and a (j-1)-th
-    boundary can take); dprev (B, m-k+1) is layer j-1 at q, tprev (B, m-k+1) its argmin t. w/s1/s2
-    (B, m+1) are the prefix sums. Writes best_out/arg_out (B, m-k+1).
-    """
-    bsz = dprev.shape[0]
-    nr = m - k + 1
+def _ky_rows(dprev, w, s1, s2, j, nr, tprev, best_out, arg_out):
+    """Unrestricted layer j >= 3: rows i = j + r, candidates t = j - 1 + q (r, q < nr), dprev at q,
+    tprev = T_{j-1} at r (row j - 1 + r); by Knuth–Yao ranges. Returns the candidates scanned."""
+    upper = j - 1 + nr - 1
     scanned = 0
-    for b in range(bsz):
-        upper = j - 1 + nr - 1  # T_j(i) <= i - 1, and <= T_j(i + 1)
-        for r in range(nr - 1, -1, -1):
-            i = j + r
-            lower = tprev[b, min(r + 1, nr - 1)] if j > 2 else 0  # T_{j-1}(i): layer j-1 holds row i at r+1
-            lower = max(lower, j - 1)
-            hi = min(upper, i - 1)
-            lower = min(lower, hi)  # the bounds cross only through rounding ties: scan one candidate
-            wr, s1r, s2r = w[b, i], s1[b, i], s2[b, i]
-            best, arg = np.inf, lower
-            for t in range(lower, hi + 1):
-                v = _entry(dprev[b], t - (j - 1), w[b], s1[b], s2[b], t, wr, s1r, s2r)
-                if v < best:
-                    best, arg = v, t
-            scanned += hi - lower + 1
-            best_out[b, r], arg_out[b, r] = best, arg
-            upper = arg
+    for r in range(nr - 1, -1, -1):
+        i = j + r
+        hi = min(upper, i - 1)  # T_j(i) <= T_j(i + 1)
+        lower = min(max(tprev[min(r + 1, nr - 1)], j - 1), hi)  # T_{j-1}(i); min: rounding ties only
+        wr, s1r, s2r = w[i], s1[i], s2[i]
+        best, arg = np.inf, lower
+        for t in range(lower, hi + 1):
+            v = _entry(dprev, t - (j - 1), w, s1, s2, t, wr, s1r, s2r)
+            if v < best:
+                best, arg = v, t
+        scanned += hi - lower + 1
+        best_out[r], arg_out[r] = best, arg
+        upper = arg
     return scanned
+
+
+@njit(cache=True)
+def _dp_one(w, s1, s2, k, t_out):
+    m = w.shape[0] - 1
+    nr = m - k + 1  # boundary j lies in j .. m - k + j
+    d, dn = np.empty(nr), np.empty(nr)
+    targ = np.empty((k, nr), dtype=np.int32)  # targ[j, r]: T_j(j + r)
+    tcur, tprev = np.zeros(nr, dtype=np.int64), np.zeros(nr, dtype=np.int64)
+    stack = np.empty((128, 4), dtype=np.int64)
+    for r in range(nr):
+        i = 1 + r
+        c = s2[i] - s1[i] * s1[i] / max(w[i], 1.0)
+        d[r] = c if c > 0.0 else 0.0
+    ky = False
+    limit = _KY_RANGE * np.log2(max(nr - 1, 2))
+    for j in range(2, k):
+        if ky:
+            _ky_rows(d, w, s1, s2, j, nr, tprev, dn, tcur)
+        else:
+            _dc_rows(d, j - 1, w, s1, s2, w, s1, s2, j, m - k + j, j - 1, m - k + j - 1, tprev, j - 1, j > 2, 1,
+                     dn, tcur, stack)
+        if j > 2 and not ky:
+            span = 0
+            for r in range(1, nr):
+                span += tcur[r] - tprev[r] + 1
+            ky = span < limit * (nr - 1)
+        for r in range(nr):
+            targ[j, r] = tcur[r]
+        d, dn = dn, d
+        tprev, tcur = tcur, tprev
+    best, arg = np.inf, k - 1  # last cluster: t_{k-1} .. m
+    for r in range(nr):
+        t = k - 1 + r
+        dw = w[m] - w[t]
+        ds = s1[m] - s1[t]
+        c = s2[m] - s2[t] - ds * ds / (dw if dw > 1.0 else 1.0)
+        v = d[r] + (c if c > 0.0 else 0.0)
+        if v < best:
+            best, arg = v, t
+    t_out[k], t_out[k - 1] = m, arg
+    for j in range(k - 1, 1, -1):
+        t_out[j - 1] = targ[j, t_out[j] - j]
+    t_out[0] = 0
+
+
+@njit(cache=True)
+def dp_unrestricted(w, s1, s2, k, t_out):
+    """The exact DP of every group, unrestricted (boundary j anywhere in j .. m - k + j), 2 <= k < m.
+
+    w/s1/s2 (B, m+1): prefix sums; writes the optimal boundaries t_out (B, k+1), 0 = t_0 < ... < t_k = m,
+    smallest on ties. One thread: numba's parallel groups (prange) were slower here, their worker threads
+    competing with torch's on a loaded 2-core machine.
+    """
+    for b in range(w.shape[0]):
+        _dp_one(w[b], s1[b], s2[b], k, t_out[b])
+
+
+@njit(cache=True)
+def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_lo, cand_hi,
+                 tprev, toff, use_tprev, strict, best_out, arg_out):
+    """Row minima of (1) for every group b (restricted windows), by divide and conquer over the rows.
+
+    dprev (B, nd): D(t) at column t - doff[b]. wj/s1j/s2j (B, nj): sums at candidate t; wi/s1i/s2i
+    (B, ni): sums at row i. ``use_tprev``: tprev (B, nt) at column clip(i - toff[b]) bounds T(i) below.
+    Writes best_out/arg_out (B, R) for rows row_lo[b] + r (rows past row_hi[b] repeat row_hi[b]).
+    """
+    stack = np.empty((128, 4), dtype=np.int64)
+    for b in range(best_out.shape[0]):
+        _dc_rows(dprev[b], doff[b], wj[b], s1j[b], s2j[b], wi[b], s1i[b], s2i[b], row_lo[b], row_hi[b],
+                 cand_lo[b], cand_hi[b], tprev[b], toff[b], use_tprev, strict, best_out[b], arg_out[b], stack)
+        nr = row_hi[b] - row_lo[b] + 1
+        for r in range(nr, best_out.shape[1]):
+            best_out[b, r], arg_out[b, r] = best_out[b, nr - 1], arg_out[b, nr - 1]

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .dp_kernels import layer_minima
+from .dp_kernels import dp_unrestricted, layer_minima
 
 __all__ = ["kmeans_boundaries", "prefix_sums"]
 
+_KY_RANGE = 3.0  # Knuth-Yao once its mean range per row is below this many log2(rows)
 _TOL = 1e-9  # relative slack on the upper bound: float rounding must never prune the optimum
 
 
@@ -257,17 +258,17 @@ def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool 
             n_bins *= 8
         for n_bins in levels or [m // 4]:
             lo, hi, ub = _windows(vals, counts, p, scale, k, n_bins, lo, hi, ub)
+    if not windowed:
+        dp_unrestricted(*p, k, t)
+        return t, _means(p, vals, counts, t)
     w, s1, s2 = p
     rows_b = np.arange(bsz)[:, None]
     r1 = np.minimum(lo[:, 1:2] + np.arange(int((hi[:, 1] - lo[:, 1]).max()) + 1)[None, :], hi[:, 1:2])
     d = np.maximum(s2[rows_b, r1] - s1[rows_b, r1] ** 2 / np.maximum(w[rows_b, r1], 1.0), 0.0)  # D_1 = cost(0, i)
-    tprev = None if windowed else np.zeros_like(d, dtype=np.int64)
     args = []
     for j in range(2, k):
-        d, arg = _layer(d, p, p, lo[:, j], hi[:, j], lo[:, j - 1], hi[:, j - 1], tprev, 1,
+        d, arg = _layer(d, p, p, lo[:, j], hi[:, j], lo[:, j - 1], hi[:, j - 1], None, 1,
                         doff=lo[:, j - 1], toff=lo[:, j - 1])
-        if tprev is not None:
-            tprev = arg
         args.append(arg.astype(np.int32))
     last_lo, last_hi = lo[:, k - 1], np.minimum(hi[:, k - 1], m - 1)
     rk = np.minimum(last_lo[:, None] + np.arange(d.shape[1])[None, :], last_hi[:, None])
