@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from machine import machine_line  # noqa: E402
 
 from tests.app import driver  # noqa: E402
 
@@ -29,12 +28,6 @@ TITLES = {"home": "Does an image generator", "generate": "Generate:", "weights":
           "fidelity": "Fidelity:", "trajectories": "Trajectories:", "theory": "Theory:", "compression": "Compression:"}
 NAV = {"home": "Home", "generate": "Generate", "weights": "Weights", "fidelity": "Fidelity",
        "trajectories": "Trajectories", "theory": "Theory", "compression": "Compression"}
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load}; "
-            f"torch {torch.__version__}; app torch threads {os.environ.get('FMQ_TORCH_THREADS', '1')}")
 
 
 def visit(page, name: str) -> float:
@@ -53,7 +46,7 @@ def main() -> int:
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    print(machine_line())
+    print(machine_line() + f"; app torch threads {os.environ.get('FMQ_TORCH_THREADS', '1')}")
     # a frozen copy of the checkpoints: a training run rewriting one mid-benchmark would be a cache miss
     frozen = Path(tempfile.mkdtemp(prefix="fmq_bench_app_"))
     for f in (ROOT / "checkpoints").glob("*.safetensors"):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -22,18 +20,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import machine_line  # noqa: E402
+
 from fmq.bounds import degradation_report, fp32_sensitivity  # noqa: E402
 from fmq.checkpoint import load_checkpoint  # noqa: E402
 from fmq.quant import METHODS  # noqa: E402
 from fmq.quantize import QuantConfig, quantize_model  # noqa: E402
 from fmq.sampling import make_noise  # noqa: E402
 from tests.test_bounds import mlp_field, report, round_weights  # noqa: E402
-
-
-def machine_line() -> str:
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
 
 
 def gaussian_table(bits: list[int]) -> None:

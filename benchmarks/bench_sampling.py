@@ -10,8 +10,6 @@ Target (issue 2): 16 MNIST images with Heun at 20 steps in under 1 s.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -21,22 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from machine import machine_line  # noqa: E402
+
 from fmq.flow import cfm_loss  # noqa: E402
 from fmq.models import ModelConfig, UNet, count_parameters  # noqa: E402
 from fmq.sampling import make_noise, sample  # noqa: E402
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"machine: {cpu}; {os.cpu_count()} cores; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"python {platform.python_version()}")
 
 
 def median_time(fn, repeats: int) -> float:

@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_sampling import machine_line  # noqa: E402
+
+from machine import machine_line  # noqa: E402
 
 from fmq.sampling import make_noise  # noqa: E402
 from fmq.sweep import SweepConfig, iter_sweep  # noqa: E402

@@ -53,20 +53,6 @@ _CLASS_NAMES: dict[str, list[str]] = {
     "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 
-# The paper's headline numbers (arXiv 2511.11418), used as reference markers when fmq.sweep does not
-# provide PAPER_CLAIMS. Each: (dataset, method, bits, metric, value, relation) — relation says whether the
-# paper states the value as "≈", ">" or "<".
-_PAPER_CLAIMS: list[dict] = [
-    *({"dataset": d, "method": "ot", "bits": 2, "metric": "ssim", "value": 0.8, "relation": "≈"}
-      for d in ("mnist", "cifar10", "celeba32")),
-    *({"dataset": d, "method": m, "bits": 2, "metric": "ssim", "value": 0.4, "relation": "<"}
-      for d in ("mnist", "cifar10", "celeba32") for m in ("uniform", "pwl", "log2")),
-    {"dataset": "fashion_mnist", "method": "ot", "bits": 2, "metric": "ssim", "value": 0.6, "relation": "≈"},
-    {"dataset": "mnist", "method": "ot", "bits": 2, "metric": "psnr", "value": 40.0, "relation": ">"},
-    *({"dataset": "mnist", "method": m, "bits": 2, "metric": "psnr", "value": 30.0, "relation": "<"}
-      for m in ("uniform", "pwl", "log2")),
-]
-
 
 @dataclass(frozen=True)
 class ModelRef:
@@ -177,10 +163,8 @@ def fingerprint(model: nn.Module) -> str:
 
 
 def paper_claims(dataset: str | None = None) -> list[dict]:
-    """The paper's claimed points (from fmq.sweep.PAPER_CLAIMS when it exists), optionally for one data set."""
-    try:
-        from .sweep import PAPER_CLAIMS as claims  # the lead's list wins once it exists
-    except ImportError:
-        claims = _PAPER_CLAIMS
-    rows = [dict(c) for c in claims]
+    """The paper's claimed points (fmq.sweep.PAPER_CLAIMS), optionally for one data set."""
+    from .sweep import PAPER_CLAIMS  # imported here: fmq.sweep pulls in the quantizers
+
+    rows = [dict(c) for c in PAPER_CLAIMS]
     return [c for c in rows if dataset is None or c.get("dataset") == dataset]
