@@ -1,4 +1,4 @@
-"""Exact one-dimensional k-means for many groups at once, in vectorised numpy.
+"""Exact one-dimensional k-means for many groups at once: numpy around compiled DP layers.
 
 Problem: for each row of sorted distinct values v_1 < ... < v_m with counts, split the positions into
 k contiguous clusters minimising the within-cluster sum of squares. With prefix sums W, S1, S2,
@@ -7,10 +7,11 @@ k contiguous clusters minimising the within-cluster sum of squares. With prefix 
     D_k(i) = min_{j < i} D_{k-1}(j) + cost(j, i),    D_1(i) = cost(0, i),    answer D_k(m)       (1)
 
 (Wang & Song 2011). ``cost`` obeys the quadrangle inequality, so the smallest minimiser T_k(i) of (1)
-is non-decreasing in i, and T_{k-1}(i) <= T_k(i); each layer is solved by divide and conquer over the
-rows (Grønlund et al. 2017, arXiv 1701.07204), one vectorised step per recursion depth for all groups.
+is non-decreasing in i, and T_{k-1}(i) <= T_k(i). The layers run in compiled code
+(:mod:`fmq.quant.dp_kernels`): divide and conquer over the rows (Grønlund et al. 2017, arXiv
+1701.07204), and Knuth-Yao ranges T_{k-1}(i) <= T_k(i) <= T_k(i+1) once those are short.
 
-Pruning that keeps the answer exact (used when m >= 64 k): group the positions into M bins
+Pruning that keeps the answer exact (used when m >= max(64 k, k²)): group the positions into M bins
 e_0 = 0 < e_1 < ... < e_M = m. A cluster whose start lies in bin a (j <= e_{a+1} - 1) and whose end
 lies in bin c (i >= e_c) holds at least the entries e_{a+1} - 1 .. e_c - 1, and adding entries to a
 cluster never lowers its cost, so
@@ -248,7 +249,8 @@ def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, prune: bool 
         return t, _means(p, vals, counts, t)
     lo = np.arange(k + 1)[None, :].repeat(bsz, 0)
     hi = m - k + lo
-    windowed = prune and m >= 64 * k
+    # the bin bounds cost about k * 32k cells twice, the unrestricted DP k * m (measured: windows pay from m ~ k²)
+    windowed = prune and m >= max(64 * k, k * k)
     if windowed:
         scale = _bin_scale(vals, p)
         ub, levels = np.full(bsz, np.inf), []
