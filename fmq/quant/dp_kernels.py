@@ -16,9 +16,10 @@ smallest candidate on ties:
   down, each scanning only that range. The ranges shrink as j grows (about i / j² candidates for
   evenly spread values), so past the first layers a row costs a few candidates.
 
-:func:`dp_unrestricted` runs the whole DP of each group in one call, switching from the first to the
-second when the ranges the last layer would have needed are short; :func:`layer_minima` is one
-restricted layer for many groups (the windows and bin bounds of :mod:`fmq.quant.kmeans1d`).
+:func:`dp_full` runs the whole DP of one group, switching from the first to the second when the
+ranges the last layer would have needed are short (:mod:`fmq.quant.dp_group` runs it, or a pruned
+version, on every group); :func:`layer_minima` is one restricted layer for many groups (the windows and
+bin bounds of :mod:`fmq.quant.kmeans1d`).
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["layer_minima", "dp_unrestricted"]
+__all__ = ["layer_minima", "dp_full"]
 
 _KY_RANGE = 1.0  # Knuth–Yao once the last layer's mean range per row is below this many log2(rows)
 
 
 @njit(cache=True, inline="always")
 def _entry(dprev, dcol, wj, s1j, s2j, t, wi, s1i, s2i):
-    dw = wi - wj[t]
-    ds = s1i - s1j[t]
-    c = s2i - s2j[t] - ds * ds / (dw if dw > 1.0 else 1.0)
-    return dprev[dcol] + (c if c > 0.0 else 0.0)
+    u = np.uint64(t)  # unsigned index: no negative-index wraparound test (15 % faster)
+    dw = wi - wj[u]
+    ds = s1i - s1j[u]
+    c = s2i - s2j[u] - ds * ds / (dw if dw > 1.0 else 1.0)
+    return dprev[np.uint64(dcol)] + (c if c > 0.0 else 0.0)
 
 
 @njit(cache=True)
@@ -76,20 +78,20 @@ def _dc_rows(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, rlo, rhi, clo0, chi0, tpre
 
 
 @njit(cache=True)
-def _ky_rows(dprev, w, s1, s2, j, nr, tprev, best_out, arg_out):
-    """Unrestricted layer j >= 3: rows i = j + r, candidates t = j - 1 + q (r, q < nr), dprev at q,
-    tprev = T_{j-1} at r (row j - 1 + r); by Knuth–Yao ranges.
+def _ky_rows(dprev, w, s1, s2, j, nrow, tmax, tprev, best_out, arg_out):
+    """Unrestricted layer j >= 3 by Knuth–Yao ranges: rows i = j + r (r < nrow), candidates
+    t = j - 1 .. tmax; dprev at t - (j - 1), tprev = T_{j-1} at i - (j - 1) for i <= tmax.
 
     Most ranges hold one to three candidates, so the first two are always evaluated and chosen between
     without a branch (branch mispredictions, not arithmetic, dominated the first version: 1.6x).
     """
-    upper = j - 1 + nr - 1
-    for r in range(nr - 1, -1, -1):
+    upper = tmax
+    for r in range(nrow - 1, -1, -1):
         i = j + r
         hi = min(upper, i - 1)  # T_j(i) <= T_j(i + 1)
-        lower = min(max(tprev[min(r + 1, nr - 1)], j - 1), hi)  # T_{j-1}(i); min: rounding ties only
+        lower = min(max(tprev[min(i, tmax) - (j - 1)], j - 1), hi)  # T_{j-1}(i); min: rounding ties only
         wr, s1r, s2r = w[i], s1[i], s2[i]
-        second = min(lower + 1, j - 1 + nr - 1)
+        second = min(lower + 1, tmax)
         v0 = _entry(dprev, lower - (j - 1), w, s1, s2, lower, wr, s1r, s2r)
         v1 = _entry(dprev, second - (j - 1), w, s1, s2, second, wr, s1r, s2r)
         take = (lower + 1 <= hi) and (v1 < v0)
@@ -104,7 +106,9 @@ def _ky_rows(dprev, w, s1, s2, j, nr, tprev, best_out, arg_out):
 
 
 @njit(cache=True)
-def _dp_one(w, s1, s2, k, t_out):
+def dp_full(w, s1, s2, k, t_out):
+    """The whole unrestricted DP of one group (prefix sums w/s1/s2 (m+1,), 2 <= k < m): optimal boundaries
+    t_out (k+1), smallest on ties. Divide and conquer layers, then Knuth–Yao ones once their ranges are short."""
     m = w.shape[0] - 1
     nr = m - k + 1  # boundary j lies in j .. m - k + j
     d, dn = np.empty(nr), np.empty(nr)
@@ -119,7 +123,7 @@ def _dp_one(w, s1, s2, k, t_out):
     limit = _KY_RANGE * np.log2(max(nr - 1, 2))
     for j in range(2, k):
         if ky:
-            _ky_rows(d, w, s1, s2, j, nr, tprev, dn, tcur)
+            _ky_rows(d, w, s1, s2, j, nr, m - k + j - 1, tprev, dn, tcur)
         else:
             _dc_rows(d, j - 1, w, s1, s2, w, s1, s2, j, m - k + j, j - 1, m - k + j - 1, tprev, j - 1, j > 2, 1,
                      dn, tcur, stack)
@@ -145,18 +149,6 @@ def _dp_one(w, s1, s2, k, t_out):
     for j in range(k - 1, 1, -1):
         t_out[j - 1] = targ[j, t_out[j] - j]
     t_out[0] = 0
-
-
-@njit(cache=True)
-def dp_unrestricted(w, s1, s2, k, t_out):
-    """The exact DP of every group, unrestricted (boundary j anywhere in j .. m - k + j), 2 <= k < m.
-
-    w/s1/s2 (B, m+1): prefix sums; writes the optimal boundaries t_out (B, k+1), 0 = t_0 < ... < t_k = m,
-    smallest on ties. One thread: numba's parallel groups (prange) were slower here, their worker threads
-    competing with torch's on a loaded 2-core machine.
-    """
-    for b in range(w.shape[0]):
-        _dp_one(w[b], s1[b], s2[b], k, t_out[b])
 
 
 @njit(cache=True)

@@ -1,4 +1,5 @@
-"""The exact 1-D k-means solver: bin-bound pruning and padded batches give the unpruned optimum."""
+"""The exact 1-D k-means solvers: bin-bound windows, pruned half DPs and the plain DP agree with each
+other, with brute force and with an independent O(k n²) DP; padded batches give the single-row optimum."""
 
 from __future__ import annotations
 
@@ -12,37 +13,91 @@ def sse(x: np.ndarray, levels: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return ((x - np.take_along_axis(levels, idx, 1)) ** 2).sum(1)
 
 
+def _rows(kind: str, rng, m: int, bsz: int = 2):
+    """Sorted distinct values and counts (B, m') of one kind; ``ties``: rows padded with weight-0 entries."""
+    if kind == "t":
+        x = rng.standard_t(2, size=(bsz, m))
+    elif kind == "mixture":
+        x = np.concatenate([rng.normal(0, 1, (bsz, 2 * m // 3)), rng.normal(6, 0.2, (bsz, m - 2 * m // 3))], 1)
+    else:
+        x = np.round(rng.normal(size=(bsz, m)), 2)
+    vals = np.sort(x, 1)
+    counts = np.ones_like(vals)
+    if kind == "ties":
+        u = [np.unique(r, return_counts=True) for r in vals]
+        width = max(len(a) for a, _ in u)
+        vals = np.stack([np.pad(a, (0, width - len(a)), mode="edge") for a, _ in u])
+        counts = np.stack([np.pad(c, (0, width - len(c))).astype(float) for _, c in u])
+    return vals, counts
+
+
+def _cost_of(vals, counts):
+    from fmq.quant.kmeans1d import prefix_sums
+
+    p = prefix_sums(vals, counts)
+
+    def cost(t):
+        w, s1, s2 = (np.take_along_axis(a, t, 1) for a in p)
+        return (np.diff(s2, axis=1) - np.diff(s1, axis=1) ** 2 / np.maximum(np.diff(w, axis=1), 1)).sum(1)
+
+    return cost
+
+
 @pytest.mark.parametrize("kind", ["t", "mixture", "ties"])
-def test_bin_bound_windows_keep_the_optimum(kind):
-    """Pruning by the bin lower bounds (used when groups are long) gives the unpruned optimum."""
-    from fmq.quant.kmeans1d import kmeans_boundaries, prefix_sums
+def test_solvers_agree(kind):
+    """Bin-bound windows (long rows), the pruned halves met in the middle and the plain DP: same optimum."""
+    from fmq.quant.kmeans1d import kmeans_boundaries
 
     rng = np.random.default_rng({"t": 0, "mixture": 1, "ties": 2}[kind])
-    for k in (2, 3, 5, 8):
-        if kind == "t":
-            x = rng.standard_t(2, size=(2, 3000))
-        elif kind == "mixture":
-            x = np.concatenate([rng.normal(0, 1, (2, 2000)), rng.normal(6, 0.2, (2, 1000))], 1)
-        else:
-            x = np.round(rng.normal(size=(2, 4000)), 2)
-        vals = np.sort(x, 1)
-        counts = np.ones_like(vals)
-        if kind == "ties":  # distinct values with counts, rows padded with weight-0 entries
-            u = [np.unique(r, return_counts=True) for r in vals]
-            m = max(len(a) for a, _ in u)
-            vals = np.stack([np.pad(a, (0, m - len(a)), mode="edge") for a, _ in u])
-            counts = np.stack([np.pad(c, (0, m - len(c))).astype(float) for _, c in u])
-        p = prefix_sums(vals, counts)
-
-        def cost(t, p=p):
-            w, s1, s2 = (np.take_along_axis(a, t, 1) for a in p)
-            return (np.diff(s2, axis=1) - np.diff(s1, axis=1) ** 2 / np.maximum(np.diff(w, axis=1), 1)).sum(1)
-
-        pruned, _ = kmeans_boundaries(vals, counts, k, prune=True)
-        full, _ = kmeans_boundaries(vals, counts, k, prune=False)
-        np.testing.assert_allclose(cost(pruned), cost(full), rtol=1e-10)
-        if k <= 3:  # and the unpruned DP against a plain scan over all splits
+    for k, m in ((2, 3000), (3, 3000), (5, 3000), (8, 3000), (16, 1200), (40, 300), (100, 160)):
+        vals, counts = _rows(kind, rng, m)
+        cost = _cost_of(vals, counts)
+        full, _ = kmeans_boundaries(vals, counts, k, solver="full")
+        for solver in ("windows", "halves", "auto"):
+            t, _ = kmeans_boundaries(vals, counts, k, solver=solver)
+            assert (np.diff(t, axis=1) >= 0).all() and (t[:, 0] == 0).all() and (t[:, -1] == vals.shape[1]).all()
+            np.testing.assert_allclose(cost(t), cost(full), rtol=1e-10, err_msg=f"{solver}, k={k}")
+        if k <= 3:  # and the plain DP against a scan over all splits
             assert cost(full)[0] == pytest.approx(brute_contiguous_fast(vals[0], counts[0], k), rel=1e-10)
+
+
+@pytest.mark.parametrize("solver", ["halves", "full"])
+def test_small_rows_equal_brute_force(solver):
+    """Both compiled DPs on every small case: all splits of up to 9 weighted values into k runs."""
+    import itertools
+
+    from fmq.quant.kmeans1d import kmeans_boundaries
+
+    rng = np.random.default_rng(11)
+    for _ in range(150):
+        m = int(rng.integers(3, 10))
+        k = int(rng.integers(2, m))
+        vals = np.sort(rng.standard_t(2, size=(1, m)), 1)
+        counts = rng.integers(1, 4, size=(1, m)).astype(float)
+        cost = _cost_of(vals, counts)
+        t, _ = kmeans_boundaries(vals, counts, k, solver=solver)
+        best = min(cost(np.array([[0, *cuts, m]]))[0] for cuts in itertools.combinations(range(1, m), k - 1))
+        assert cost(t)[0] == pytest.approx(best, rel=1e-10, abs=1e-13), (vals, counts, k)
+
+
+def test_upper_bound_is_a_partition_cost_above_the_optimum():
+    from fmq.quant.dp_group import upper_bound
+    from fmq.quant.kmeans1d import kmeans_boundaries, prefix_sums
+
+    rng = np.random.default_rng(12)
+    for kind in ("t", "mixture", "ties"):
+        for k in (2, 9, 64):
+            vals, counts = _rows(kind, rng, 600, bsz=1)
+            opt = _cost_of(vals, counts)(kmeans_boundaries(vals, counts, k, solver="full")[0])[0]
+            ub = upper_bound(*(a[0] for a in prefix_sums(vals, counts)), k)
+            assert opt * (1 - 1e-12) <= ub <= 5 * opt + 1e-12  # valid, and good enough to prune
+
+
+def test_unknown_solver_is_refused():
+    from fmq.quant.kmeans1d import kmeans_boundaries
+
+    with pytest.raises(ValueError, match="solver must be one of"):
+        kmeans_boundaries(np.zeros((1, 4)), np.ones((1, 4)), 2, solver="fast")
 
 
 def brute_contiguous_fast(v: np.ndarray, c: np.ndarray, k: int) -> float:
