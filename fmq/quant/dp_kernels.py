@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["layer_minima", "dp_full"]
+__all__ = ["layer_minima", "dp_full", "count_below_rows"]
 
 _KY_RANGE = 1.0  # Knuth–Yao once the last layer's mean range per row is below this many log2(rows)
 
@@ -167,3 +167,11 @@ def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_l
         nr = row_hi[b] - row_lo[b] + 1
         for r in range(nr, best_out.shape[1]):
             best_out[b, r], arg_out[b, r] = best_out[b, nr - 1], arg_out[b, nr - 1]
+
+
+@njit(cache=True)
+def count_below_rows(thresholds, x, out):
+    """out[b, i] = how many of the sorted thresholds[b] are < x[b, i] (a compiled
+    :func:`fmq.quant.common.count_below`: a binary search per weight, no (B, n) temporaries)."""
+    for b in range(x.shape[0]):
+        out[b] = np.searchsorted(thresholds[b], x[b], side="left")

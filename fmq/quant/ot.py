@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import count_below
+from .dp_kernels import count_below_rows
 from .kmeans1d import kmeans_boundaries
 
 __all__ = ["kmeans_1d", "ot_core", "equal_mass_core"]
@@ -81,7 +81,9 @@ def kmeans_1d(x: np.ndarray, k: int, lengths: np.ndarray | None = None) -> tuple
         uppers = np.where(np.diff(bounds, axis=1) > 0, uppers, -np.inf)
         uppers = np.maximum.accumulate(uppers, axis=1)  # an empty cluster is never chosen below
     # a weight's cluster = number of clusters whose largest value is below it
-    idx = np.minimum(count_below(uppers[:, :-1], x), levels.shape[1] - 1)
+    idx = np.empty(x.shape, dtype=np.int64)
+    count_below_rows(np.ascontiguousarray(uppers[:, :-1]), x, idx)
+    idx = np.minimum(idx, levels.shape[1] - 1)
     if lengths is not None:
         idx = np.where(pad, 0, idx)
     return levels, idx
