@@ -1,16 +1,21 @@
 """Speed and W2 of the quantizers (prints figures; not a test).
 
-    python benchmarks/bench_quantizers.py [--part model|solvers|all] [--bits 2 4 8] [--ks 4 16 64 256]
-                                          [--methods ot uniform ...] [--checkpoint PATH]
+    python benchmarks/bench_quantizers.py [--part model|solvers|compile|all] [--bits 2 4 8]
+                                          [--ks 4 16 64 256] [--methods ot uniform ...] [--repeats 3]
+                                          [--checkpoint PATH]
 
 Prints a machine line, then
 * model: seconds to quantize the MNIST-sized model (``checkpoints/mnist.safetensors`` if present, else a
-  fresh model of the same size) per method, bits and granularity, and the model's W2 (weight-count
-  weighted RMS of the layers' W2) and MSE per method;
+  fresh model of the same size) per method, bits and granularity (median of ``--repeats`` runs), and the
+  model's W2 (weight-count weighted RMS of the layers' W2) and MSE per method;
 * solvers: one tensor of 10^6 Student-t(3) weights (seed 0), exact ``ot`` against the exact 1-D k-means
   solvers of the PyPI packages ``kmeans1d`` and ``ckmeans`` (install them for this benchmark only:
-  ``pip install kmeans1d ckmeans``), seconds and W2 side by side at each k. ``ckmeans`` accepts k <= 255,
-  so where k = 256 its figure is for k = 255 (marked). A run under 2 s is repeated: best of 3.
+  ``pip install kmeans1d ckmeans``): seconds (median of ``--repeats`` runs, the solvers taking turns, so
+  all three see the same load; a solver whose first run takes over 20 s runs once), the ratio to
+  ``ot``, and the SSE, which must agree: all three are exact. ``ckmeans`` accepts k <= 255, so where
+  k = 256 its figure is for k = 255 (marked);
+* compile: the first ``ot`` call in a fresh process, with an empty numba cache (what a clean checkout
+  pays once: the compiled DP kernels are then cached in ``fmq/quant/__pycache__``) and with that cache.
 Targets (issue 3): exact ``ot`` faster than both solvers at every k; the whole model in under 1 s.
 Torch runs on one thread (``torch.set_num_threads(1)``): on a shared machine more threads only wait.
 """
@@ -19,39 +24,32 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from machine import machine_line  # noqa: E402
 
 from fmq.quant import METHODS  # noqa: E402
 from fmq.quant.ot import kmeans_1d  # noqa: E402
 from fmq.quantize import QuantConfig, quantize_model  # noqa: E402
 
 GRANULARITIES = ("tensor", "channel", "group:128")
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"machine: {cpu}; {os.cpu_count()} cores, load {load}; python {platform.python_version()}, "
-            f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} thread)")
+_ONCE = 20.0  # a run longer than this many seconds is not repeated
 
 
 def load_model(path: str | None):
-    path = Path(path) if path else Path(__file__).resolve().parent.parent / "checkpoints" / "mnist.safetensors"
+    path = Path(path) if path else ROOT / "checkpoints" / "mnist.safetensors"
     if path.is_file():
         import hashlib
 
@@ -65,10 +63,18 @@ def load_model(path: str | None):
     return UNet(ModelConfig()).eval(), "fresh MNIST-sized UNet"
 
 
-def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None) -> None:
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None, repeats: int) -> None:
     model, name = load_model(checkpoint)
     n = sum(p.numel() for p in model.parameters())
-    print(f"\nmodel: {name}, {n:,} parameters; scope weights (Conv/Linear); seconds to quantize_model")
+    quantize_model(model, QuantConfig("ot", 2, "channel"))  # load the compiled kernels before timing
+    print(f"\nmodel: {name}, {n:,} parameters; scope weights (Conv/Linear); seconds to quantize_model, "
+          f"median of {repeats}")
     header = f"{'method':14s} {'bits':>4s} " + " ".join(f"{g:>10s}" for g in GRANULARITIES)
     print(header + f" {'W2 (channel)':>13s} {'MSE (channel)':>14s}")
     for method in methods:
@@ -77,10 +83,11 @@ def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None
                 continue
             secs, w2, mse = [], float("nan"), float("nan")
             for gran in GRANULARITIES:
-                t0 = time.perf_counter()
-                _, report = quantize_model(model, QuantConfig(method, bits, gran))
-                secs.append(time.perf_counter() - t0)
+                cfg = QuantConfig(method, bits, gran)
+                secs.append(statistics.median(_seconds(lambda cfg=cfg: quantize_model(model, cfg))
+                                              for _ in range(repeats)))
                 if gran == "channel":
+                    _, report = quantize_model(model, cfg)
                     w2, mse = report.w2, report.mse
             print(f"{method:14s} {bits:4d} " + " ".join(f"{s:10.2f}" for s in secs) + f" {w2:13.4g} {mse:14.4g}",
                   flush=True)
@@ -88,78 +95,112 @@ def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None
                   + " ".join(f"{g}={s:.3f}" for g, s in zip(GRANULARITIES, secs)) + f" w2={w2:.6g} mse={mse:.6g}")
 
 
-def _timed(fn):
-    """(result, seconds): the best of 3 runs when one run takes under 2 s, else one run (same rule for
-    every solver, so the first run's page faults do not decide a close race)."""
-    t0 = time.perf_counter()
-    out = fn()
-    best = time.perf_counter() - t0
-    if best < 2.0:
-        for _ in range(2):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-    return out, best
+def _sse(x: np.ndarray, q: np.ndarray) -> float:
+    return float(((x - q) ** 2).sum())
 
 
-def _w2_sorted(xs: np.ndarray, qs: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((xs - qs) ** 2)))
-
-
-def bench_solvers(ks: list[int]) -> None:
+def bench_solvers(ks: list[int], repeats: int) -> None:
     x = np.random.default_rng(0).standard_t(3, size=10**6).astype(np.float32).astype(np.float64)
-    xs = np.sort(x)
+    solvers = {"ot": lambda k: _ot(x, k)}
     try:
         import kmeans1d
+
+        solvers["kmeans1d"] = lambda k: _kmeans1d(kmeans1d, x, k)
     except ImportError:
-        kmeans1d = None
         print("kmeans1d is not installed (pip install kmeans1d): its column is skipped")
     try:
         import ckmeans
+
+        solvers["ckmeans"] = lambda k: _ckmeans(ckmeans, x, min(k, 255))
     except ImportError:
-        ckmeans = None
         print("ckmeans is not installed (pip install ckmeans): its column is skipped")
-    print("\n10^6 Student-t(3) weights: seconds (W2) of exact 1-D k-means; float64 input, unsorted")
-    print(f"{'k':>4s} {'fmq ot':>22s} {'kmeans1d':>22s} {'ckmeans':>30s}")
+    _ot(x[:1000], 4)  # load the compiled kernels before timing
+    print(f"\n10^6 Student-t(3) weights (float32 values), unsorted: seconds of exact 1-D k-means, median of "
+          f"{repeats} (one run if over {_ONCE:.0f} s), ratio to ot, and SSE")
+    print(f"{'k':>4s} " + " ".join(f"{s:>26s}" for s in solvers))
     for k in ks:
-        cells, line = [], [f"k={k}"]
-        (levels, idx), t = _timed(lambda k=k: kmeans_1d(x[None], k))
-        w2 = _w2_sorted(xs, np.sort(levels[0, idx[0]]))
-        cells.append(f"{t:8.2f} s ({w2:.6g})")
-        line.append(f"ot={t:.3f} ot_w2={w2:.9g}")
-        if kmeans1d is not None:
-            (labels, centroids), t = _timed(lambda k=k: kmeans1d.cluster(x, k))
-            w2 = _w2_sorted(xs, np.sort(np.asarray(centroids)[np.asarray(labels)]))
-            cells.append(f"{t:8.2f} s ({w2:.6g})")
-            line.append(f"kmeans1d={t:.3f} kmeans1d_w2={w2:.9g}")
-        else:
-            cells.append("not installed")
-        if ckmeans is not None:
-            kc = min(k, 255)  # ckmeans refuses k > 255: run it at 255 and say so
-            clusters, t = _timed(lambda kc=kc: ckmeans.ckmeans(x, kc))
-            w2 = _w2_sorted(xs, np.concatenate([np.full(len(c), np.mean(c)) for c in clusters]))
-            cells.append(f"{t:8.2f} s ({w2:.6g})" + ("" if kc == k else f" at k={kc}"))
-            line.append(f"ckmeans={t:.3f} ckmeans_w2={w2:.9g} ckmeans_k={kc}")
-        else:
-            cells.append("not installed")
-        print(f"{k:4d} " + " ".join(f"{c:>22s}" for c in cells[:2]) + f" {cells[2]:>30s}", flush=True)
-        print("machine-readable: solvers " + " ".join(line))
+        times: dict[str, list[float]] = {s: [] for s in solvers}
+        sse: dict[str, float] = {}
+        for r in range(repeats):
+            for s, fn in solvers.items():  # taking turns: every solver sees the same load
+                if r and times[s][0] > _ONCE:
+                    continue
+                t0 = time.perf_counter()
+                q = fn(k)
+                times[s].append(time.perf_counter() - t0)
+                sse[s] = _sse(x, q)
+        med = {s: statistics.median(v) for s, v in times.items()}
+        cells = []
+        for s in solvers:
+            at = " k=255" if s == "ckmeans" and k > 255 else ""
+            cells.append(f"{med[s]:7.2f} s ({med[s] / med['ot']:5.1f}x) {sse[s]:.7g}{at}")
+        print(f"{k:4d} " + " ".join(f"{c:>26s}" for c in cells), flush=True)
+        print(f"machine-readable: solvers k={k} "
+              + " ".join(f"{s}={med[s]:.3f} {s}_runs={len(times[s])} {s}_sse={sse[s]:.10g}" for s in solvers))
+
+
+def _ot(x: np.ndarray, k: int) -> np.ndarray:
+    levels, idx = kmeans_1d(x[None], k)
+    return levels[0, idx[0]]
+
+
+def _kmeans1d(mod, x: np.ndarray, k: int) -> np.ndarray:
+    labels, centroids = mod.cluster(x, k)
+    return np.asarray(centroids)[np.asarray(labels)]
+
+
+def _ckmeans(mod, x: np.ndarray, k: int) -> np.ndarray:
+    clusters = mod.ckmeans(x, k)  # the values, grouped by cluster and sorted: compare sorted
+    q = np.concatenate([np.full(len(c), np.mean(c)) for c in clusters])
+    out = np.empty_like(x)
+    out[np.argsort(x, kind="stable")] = q
+    return out
+
+
+_FIRST_CALL = """
+import time, numpy as np
+t0 = time.perf_counter()
+from fmq.quant import kmeans_1d
+t1 = time.perf_counter()
+rng = np.random.default_rng(0)
+kmeans_1d(rng.normal(size=(64, 576)), 256)      # halves met in the middle
+kmeans_1d(rng.normal(size=(4, 128)), 4)         # plain DP
+kmeans_1d(rng.normal(size=(1, 200000)), 16)     # bin-bound windows
+t2 = time.perf_counter()
+print(f"{t1 - t0:.2f} {t2 - t1:.2f}")
+"""
+
+
+def bench_compile() -> None:
+    """The first ``ot`` calls of a fresh process (all three solvers), with an empty and a filled cache."""
+    print("\nfirst ot calls in a fresh process (import fmq.quant; then one call per solver):")
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        for label in ("empty numba cache (compiles)", "cache filled by the run above"):
+            out = subprocess.run([sys.executable, "-c", _FIRST_CALL], env=env, capture_output=True, text=True,
+                                 check=True).stdout.split()
+            print(f"  {label:32s} import {out[0]} s, first calls {out[1]} s")
+            print(f"machine-readable: compile {label.split()[0]} import={out[0]} first_calls={out[1]}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("model", "solvers", "all"), default="all")
+    ap.add_argument("--part", choices=("model", "solvers", "compile", "all"), default="all")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 16, 64, 256])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is printed")
     ap.add_argument("--checkpoint", help="model to quantize (default checkpoints/mnist.safetensors)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(machine_line())
+    if a.part in ("compile", "all"):
+        bench_compile()
     if a.part in ("model", "all"):
-        bench_model(a.bits, a.methods, a.checkpoint)
+        bench_model(a.bits, a.methods, a.checkpoint, a.repeats)
     if a.part in ("solvers", "all"):
-        bench_solvers(a.ks)
+        bench_solvers(a.ks, a.repeats)
+    print(machine_line().replace("machine:", "machine at the end:"))
 
 
 if __name__ == "__main__":
