@@ -16,9 +16,9 @@ log2-paper     the paper's log grid per sign                                    
 =============  ===============================================================  ==================
 
 :mod:`.codebook` holds the shared ``Codebook`` type and the granularities, :mod:`.kmeans1d` the exact
-1-D k-means solver, :mod:`.common` the tensor -> groups -> core plumbing, :mod:`.packing` the b-bit
-file format. :func:`quantize_tensors` quantizes many tensors in shared batches (what
-:func:`fmq.quantize.quantize_model` uses).
+1-D k-means solver (its compiled DP in :mod:`.dp_kernels` and :mod:`.dp_group`), :mod:`.common` the
+tensor -> groups -> core plumbing, :mod:`.packing` the b-bit file format. :func:`quantize_tensors`
+quantizes many tensors in shared batches (what :func:`fmq.quantize.quantize_model` uses).
 """
 
 from __future__ import annotations

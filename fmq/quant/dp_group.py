@@ -282,7 +282,7 @@ def _dp_meet(w, s1, s2, k, ub, t_out):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: app sessions (threads) can quantize at once
 def dp_exact(w, s1, s2, k, t_out, mode):
     """The exact DP of every group, 2 <= k < m: w/s1/s2 (B, m+1) prefix sums; writes optimal boundaries
     t_out (B, k+1), 0 = t_0 <= ... <= t_k = m. ``mode`` 0: small problems run the plain DP

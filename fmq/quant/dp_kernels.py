@@ -151,7 +151,7 @@ def dp_full(w, s1, s2, k, t_out):
     t_out[0] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_lo, cand_hi,
                  tprev, toff, use_tprev, strict, best_out, arg_out):
     """Row minima of (1) for every group b (restricted windows), by divide and conquer over the rows.
@@ -169,7 +169,7 @@ def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_l
             best_out[b, r], arg_out[b, r] = best_out[b, nr - 1], arg_out[b, nr - 1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_below_rows(thresholds, x, out):
     """out[b, i] = how many of the sorted thresholds[b] are < x[b, i] (a compiled
     :func:`fmq.quant.common.count_below`: a binary search per weight, no (B, n) temporaries)."""
