@@ -9,9 +9,11 @@ k contiguous clusters minimising the within-cluster sum of squares. With prefix 
 (Wang & Song 2011). ``cost`` obeys the quadrangle inequality, so the smallest minimiser T_k(i) of (1)
 is non-decreasing in i, and T_{k-1}(i) <= T_k(i). The layers run in compiled code
 (:mod:`fmq.quant.dp_kernels`): divide and conquer over the rows (Grønlund et al. 2017, arXiv
-1701.07204), and Knuth-Yao ranges T_{k-1}(i) <= T_k(i) <= T_k(i+1) once those are short.
+1701.07204), and Knuth-Yao ranges T_{k-1}(i) <= T_k(i) <= T_k(i+1) once those are short. Groups of
+up to ~10^5 values run as two pruned half DPs met in the middle (:mod:`fmq.quant.dp_group`).
 
-Pruning that keeps the answer exact (used when m >= max(64 k, k²)): group the positions into M bins
+Pruning for longer groups that keeps the answer exact (``solver="windows"``, chosen by ``auto`` from
+2^17 values): group the positions into M bins
 e_0 = 0 < e_1 < ... < e_M = m. A cluster whose start lies in bin a (j <= e_{a+1} - 1) and whose end
 lies in bin c (i >= e_c) holds at least the entries e_{a+1} - 1 .. e_c - 1, and adding entries to a
 cluster never lowers its cost, so
