@@ -239,7 +239,7 @@ def _bound_columns(cfg):
             cache["sens"] = fp32_sensitivity(model_fp, x0, y, cfg.solver, cfg.steps, cfg.guidance)
         rep = degradation_report(model_fp, model_q, x0, y, cfg.solver, cfg.steps, cfg.guidance,
                                  sensitivity=cache["sens"])
-        return {f"bound_{k}": v for k, v in rep.summary().items()}
+        return {(k if k.startswith("bound") else f"bound_{k}"): v for k, v in rep.summary().items()}
 
     return fn
 
