@@ -184,8 +184,6 @@ def result_row(result: MethodResult) -> dict[str, Any]:
     """One fidelity point in the column names of fmq.sweep's rows (method, bits, ssim, ssim_lo, ...)."""
     row: dict[str, Any] = {"method": result.config.method, "bits": int(result.config.bits)}
     row.update(result.scores.summary())
-    layers = getattr(result.report, "layers", None) or []
-    if layers:
-        total = sum(lr.numel for lr in layers)
-        row["w2"] = float(sum(lr.w2 * lr.numel for lr in layers) / max(total, 1))
+    if result.report is not None:  # the same weight measures as fmq.sweep's rows
+        row["w2"], row["mse"] = float(result.report.w2), float(result.report.mse)
     return row

@@ -42,6 +42,7 @@ from .metrics import PSNR_CAP, mean_ci95, psnr_per_image, ssim_per_image
 from .quant.packing import save_packed
 from .quantize import QuantConfig, quantize_model
 from .sampling import make_noise
+from .zoo import fingerprint
 
 __all__ = ["SweepConfig", "SweepRow", "PAPER_CLAIMS", "PROTOCOLS", "iter_sweep", "write_csv", "read_results",
            "latent_variances", "cache_dir"]
@@ -109,7 +110,7 @@ class SweepRow:
     deviation: float  # mean over images of ‖x₁ − x̂₁‖ (generation); of ‖v − v̂‖ (velocity)
     traj_deviation: float  # mean over the saved times of the mean ‖x_t − x̂_t‖ (nan for velocity)
     class_acc: float  # share of quantized generations classified as asked (nan without classifier)
-    w2: float  # W2 of the weights, numel-weighted mean over the quantized tensors
+    w2: float  # W2 of the weights: sqrt of the count-weighted mean of the tensors' W2² (QuantReport.w2)
     mse: float  # mean squared weight error over the quantized tensors
     bits_per_weight: float  # index bits + codebook bits per quantized weight
     packed_bytes: int  # size of the packed safetensors file on disk
@@ -126,14 +127,6 @@ class SweepRow:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("FMQ_CACHE", Path.home() / ".cache" / "fmq")) / "sweep"
-
-
-def _model_hash(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def _mid_activations(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -200,7 +193,7 @@ def iter_sweep(
     if cfg.protocol == "velocity" and eval_images is None:
         raise ValueError("the velocity protocol needs real test images (eval_images)")
     real = None if eval_images is None else eval_images[: cfg.n]
-    key_base = {"model": _model_hash(model), "sweep": cfg.to_dict(), "classifier": classifier is not None,
+    key_base = {"model": fingerprint(model)[:16], "sweep": cfg.to_dict(), "classifier": classifier is not None,
                 "real": None if eval_images is None else hashlib.sha256(eval_images.numpy().tobytes()).hexdigest()[:16],
                 "extra": extra_fn is not None, "version": 1}
     ref_run = ref_vel = ref_var = None
