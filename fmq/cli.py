@@ -12,7 +12,6 @@ import torch
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -127,6 +126,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .data import DATASETS, load_dataset, sha256_file
     from .flow import TrainConfig, train
     from .models import ModelConfig, UNet, count_parameters
+    from .zoo import DEFAULT_DATA_DIR
 
     info = DATASETS[a.dataset]
     data_path = Path(a.data) if a.data else DEFAULT_DATA_DIR / info.file
@@ -159,6 +159,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 def _cmd_train_classifier(a: argparse.Namespace) -> int:
     from .classifier import save_classifier, train_classifier
     from .data import DATASETS, load_dataset, sha256_file
+    from .zoo import DEFAULT_DATA_DIR
 
     data_path = Path(a.data) if a.data else DEFAULT_DATA_DIR / DATASETS[a.dataset].file
     train, test = load_dataset(data_path, split=0), load_dataset(data_path, split=1)
@@ -175,28 +176,16 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
-    from .classifier import load_classifier
-    from .data import DATASETS, load_dataset
     from .plots import save_fidelity_html, save_fidelity_png
     from .sweep import PAPER_CLAIMS, SweepConfig, iter_sweep, write_csv
-    from .zoo import checkpoint_dir
+    from .zoo import checkpoint_dir, sweep_inputs
 
     ckpt = Path(a.checkpoint) if a.checkpoint else checkpoint_dir() / f"{a.dataset}.safetensors"
     model = load_checkpoint(ckpt).model
-    eval_images = None
-    info = DATASETS.get(a.dataset)
-    data_path = Path(a.data) if a.data else (DEFAULT_DATA_DIR / info.file if info else None)
-    if data_path is not None and data_path.exists():
-        data = load_dataset(data_path, split=None)
-        test = load_dataset(data_path, split=1) if data_path.suffix == ".npz" and _has_split(data_path, 1) else data
-        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(a.seed))[: max(a.n, 512)]
-        eval_images = test.images[perm]
-    classifier = None
-    cpath = checkpoint_dir() / f"{a.dataset}_classifier.safetensors"
-    if cpath.is_file() and model.config.conditional:
-        classifier = load_classifier(cpath)[0]
+    eval_images, classifier = sweep_inputs(a.dataset, model.config, a.data, a.n, a.seed)
     rows_all = []
     out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for protocol in a.protocol.split(","):
         cfg = SweepConfig(methods=tuple(a.methods.split(",")), bits=_parse_bits(a.bits), granularity=a.granularity,
                           scope=a.scope, protocol=protocol, n=a.n, solver=a.solver, steps=a.steps, seed=a.seed,
@@ -217,13 +206,6 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     write_csv(rows_all, out, dataset=a.dataset)
     print(f"wrote {out} ({len(rows_all)} rows) with PNG and HTML plots beside it")
     return 0
-
-
-def _has_split(path: Path, split: int) -> bool:
-    import numpy as np
-
-    with np.load(path) as z:
-        return "split" in z.files and bool((z["split"] == split).any())
 
 
 def _bound_columns(cfg):

@@ -40,10 +40,13 @@ __all__ = [
     "results_path",
     "asset_path",
     "MAX_UPLOAD_BYTES",
+    "DEFAULT_DATA_DIR",
+    "sweep_inputs",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ZOO: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10", "celeba32", "tinyimagenet32")
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"  # ../shared/data beside the project
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # an fmq UNet for 32×32 images is a few MB; anything far larger is wrong
 
 _CLASS_NAMES: dict[str, list[str]] = {
@@ -168,3 +171,35 @@ def paper_claims(dataset: str | None = None) -> list[dict]:
 
     rows = [dict(c) for c in PAPER_CLAIMS]
     return [c for c in rows if dataset is None or c.get("dataset") == dataset]
+
+
+def sweep_inputs(name: str, config: ModelConfig, data: str | Path | None = None, n: int = 64,
+                 seed: int = 0) -> tuple[torch.Tensor | None, nn.Module | None]:
+    """What a sweep of a shipped model measures against: real test images and the data set's classifier.
+
+    Returns (images, classifier). ``images`` are ``max(n, 512)`` test images in [-1, 1] drawn with ``seed``
+    from ``data`` (default ``../shared/data/<name>.npz``), or None when that file is not there; the
+    classifier is ``checkpoints/<name>_classifier.safetensors`` for a conditional model, else None.
+    """
+    from .classifier import load_classifier
+    from .data import load_dataset
+
+    images = None
+    info = DATASETS.get(name)
+    path = Path(data) if data else (DEFAULT_DATA_DIR / info.file if info else None)
+    if path is not None and path.exists():
+        test = None
+        if path.suffix == ".npz":
+            import numpy as np
+
+            with np.load(path) as z:
+                has_test = "split" in z.files and bool((z["split"] == 1).any())
+            test = load_dataset(path, split=1) if has_test else None
+        test = test if test is not None else load_dataset(path, split=None)
+        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: max(n, 512)]
+        images = test.images[perm]
+    classifier = None
+    cpath = checkpoint_dir() / f"{name}_classifier.safetensors"
+    if cpath.is_file() and config.conditional:
+        classifier = load_classifier(cpath)[0]
+    return images, classifier
