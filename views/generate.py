@@ -8,11 +8,17 @@ import time
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.colors import hex_to_rgb, sequential
 
 from fmq.images import make_grid
 from views import _shared as sh
 
 PER_ROW = 4  # grids per row of columns; more methods wrap onto further rows
+
+# Inferno as rgb() strings: Streamlit's chart frontend rewrites the hex colours #000001..#000020 (its theme
+# placeholders) even with theme=None, and Inferno starts at #000004, which turned zero differences purple.
+INFERNO = [[i / (len(sequential.Inferno) - 1), "rgb({}, {}, {})".format(*hex_to_rgb(c))]
+           for i, c in enumerate(sequential.Inferno)]
 
 sett, key, ck, dataset = sh.page_model()
 st.title("Generate: FP32 against quantized")
@@ -52,6 +58,7 @@ for slot, method, label in zip(slots[1:], methods, labels[1:]):
         st.caption(f"quantize {res.quant_seconds:.2f} s · sample {res.run.seconds:.2f} s")
 st.caption(f"Page computed in {time.perf_counter() - t_page:.2f} s (cached results come back instantly).")
 
+
 if results:
     st.subheader("Where the pictures differ")
 
@@ -67,11 +74,12 @@ if results:
             r, c = divmod(i, nrow)
             grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = d[i]
         top = max(0.05, float(np.nanmax(grid)))
-        fig = go.Figure(go.Heatmap(z=grid, colorscale="Inferno", zmin=0, zmax=top, colorbar={"title": "|x − x̂|"},
+        fig = go.Figure(go.Heatmap(z=grid, colorscale=INFERNO, zmin=0, zmax=top, colorbar={"title": "|x − x̂|"},
                                    hovertemplate="|diff| %{z:.3f}<extra></extra>"))
-        fig.update_yaxes(autorange="reversed", scaleanchor="x", showticklabels=False)
-        fig.update_xaxes(showticklabels=False)
-        fig.update_layout(height=420, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        bare = {"showticklabels": False, "showgrid": False, "zeroline": False, "ticks": "", "showline": False}
+        fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", **bare)
+        fig.update_xaxes(constrain="domain", **bare)
+        fig.update_layout(height=420, plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
                           title=f"|FP32 − {method} {sett.bits}-bit| per pixel, same layout as the grids")
         st.plotly_chart(fig, key="heat_chart", theme=None)  # keep the heat colour scale as drawn
 

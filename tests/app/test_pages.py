@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import numpy as np
 import pytest
@@ -17,9 +18,18 @@ METHODS = compare.method_names()
 PAGES = ("home", "generate", "weights", "fidelity", "trajectories", "theory", "compression")
 
 
+# Streamlit's chart frontend replaces these hex colours (its own template's placeholders) with theme colours,
+# whatever theme the chart asks for; a trace that names one is drawn in another colour
+PLACEHOLDER_COLOUR = re.compile(r"#0000(0[1-9]|1[0-9]|20)\b", re.IGNORECASE)
+
+
 def figures(at) -> list[dict]:
-    """Every plotly figure on the page as its JSON spec."""
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    """Every plotly figure on the page as its JSON spec (its traces checked to name no placeholder colour)."""
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    for spec in specs:
+        hit = PLACEHOLDER_COLOUR.search(json.dumps(spec["data"]))
+        assert hit is None, f"a trace is drawn in {hit.group()}, which Streamlit recolours"
+    return specs
 
 
 def values(v) -> np.ndarray:
