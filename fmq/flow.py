@@ -107,6 +107,7 @@ class _Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.warm_from = 0  # step of a warm start (init_from): the lr warms up again from there
         self.loss_avg = float("nan")
         self.history: list[tuple[int, float]] = []
 
@@ -127,6 +128,7 @@ class _Trainer:
         meta = {
             "train_config": self.cfg.to_json(),
             "step": str(self.step),
+            "warm_from": str(self.warm_from),
             "loss_avg": repr(self.loss_avg),
             "history": json.dumps(self.history[-400:]),
         }
@@ -150,12 +152,14 @@ class _Trainer:
                 }
         self.gen.set_state(tensors["rng"])
         self.step = int(meta["step"])
+        self.warm_from = int(meta.get("warm_from", "0"))
         self.loss_avg = float(meta["loss_avg"])
         self.history = [tuple(h) for h in json.loads(meta.get("history", "[]"))]
 
     def init_from_checkpoint(self, path: str) -> None:
         """Continue from a checkpoint's EMA weights (model and EMA), at its step count; the optimiser
-        moments and the data order start afresh, so this is a warm start, not an exact resume."""
+        moments and the data order start afresh, so this is a warm start, not an exact resume. The lr
+        warms up again over ``warmup`` steps: fresh Adam moments make the first full-lr steps large."""
         from .checkpoint import load_checkpoint
 
         ck = load_checkpoint(path)
@@ -163,7 +167,7 @@ class _Trainer:
             raise CheckpointError(f"{path} has another model config than this run: {ck.config} vs {self.cfg.model}")
         self.model.load_state_dict(ck.model.state_dict())
         self.ema.load_state_dict(ck.model.state_dict())
-        self.step = int(ck.meta.get("steps", 0))
+        self.step = self.warm_from = int(ck.meta.get("steps", 0))
         self.history = [tuple(h) for h in ck.meta.get("loss_history", [])]
         self.gen.manual_seed(self.cfg.seed + self.step)  # a new data order, not a replay of the first one
 
@@ -185,7 +189,7 @@ class _Trainer:
     def train_step(self) -> float:
         cfg = self.cfg
         for g in self.opt.param_groups:
-            g["lr"] = _lr(cfg, self.step)
+            g["lr"] = _lr(cfg, self.step - self.warm_from)
         x, y = self.batch()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
             loss = cfm_loss(self.model, x, y, self.gen)

@@ -66,6 +66,12 @@ def test_init_from_checkpoint_continues_the_step_count(tmp_path, toy_npz):
     assert t.step == 6
     for k, v in first.state_dict().items():
         assert torch.equal(t.model.state_dict()[k], v) and torch.equal(t.ema.state_dict()[k], v)
+    t.train_step()  # fresh Adam moments: the lr warms up again from the warm start
+    assert t.opt.param_groups[0]["lr"] == pytest.approx(t.cfg.lr / t.cfg.warmup)
+    t.save_state()
+    again = _Trainer(t.cfg, data)
+    again.load_state(state_path(t.cfg.out))
+    assert (again.step, again.warm_from) == (7, 6)
     cont = train(_cfg(tmp_path / "b", toy_npz, 12, init_from=str(ckpt)), data, progress=False)
     assert not torch.equal(cont.state_dict()["stem.weight"], first.state_dict()["stem.weight"])
     from fmq.checkpoint import load_checkpoint
