@@ -25,7 +25,7 @@ from machine import machine_line  # noqa: E402
 from fmq.checkpoint import load_checkpoint  # noqa: E402
 from fmq.classifier import load_classifier, predict  # noqa: E402
 from fmq.sampling import make_noise, sample  # noqa: E402
-from fmq.zoo import checkpoint_dir  # noqa: E402
+from fmq.zoo import checkpoint_dir, labels_for  # noqa: E402
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -48,14 +48,14 @@ def main() -> None:
         clf, meta = load_classifier(checkpoint_dir() / f"{name}_classifier.safetensors")
         c = model.config
         print(f"{name}: classifier test accuracy {meta.get('test_accuracy', float('nan')):.4f}")
+        noise = make_noise(a.n, (c.in_channels, c.image_size, c.image_size), 0)
+        labels = labels_for(c, a.n, None)  # every class in turn
         for g in (float(s) for s in a.guidance.split(",")):
             t0, hits = time.perf_counter(), 0
             for start in range(0, a.n, a.batch):
-                m = min(a.batch, a.n - start)
-                noise = make_noise(a.n, (c.in_channels, c.image_size, c.image_size), 0)[start:start + m]
-                y = torch.arange(start, start + m) % c.num_classes
+                x, y = noise[start:start + a.batch], labels[start:start + a.batch]
                 with torch.no_grad():
-                    images = sample(model, noise, "heun", 20, y=y, guidance=g).images
+                    images = sample(model, x, "heun", 20, y=y, guidance=g).images
                 hits += int((predict(clf, images) == y).sum())
             lo, hi = wilson(hits, a.n)
             print(f"  guidance {g:g}: {hits}/{a.n} = {hits / a.n:.3f} classified as asked "

@@ -13,7 +13,6 @@ import torch
 __all__ = ["main", "build_parser"]
 
 
-
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .data import DATASETS
 

@@ -177,25 +177,22 @@ def sweep_inputs(name: str, config: ModelConfig, data: str | Path | None = None,
                  seed: int = 0) -> tuple[torch.Tensor | None, nn.Module | None]:
     """What a sweep of a shipped model measures against: real test images and the data set's classifier.
 
-    Returns (images, classifier). ``images`` are ``max(n, 512)`` test images in [-1, 1] drawn with ``seed``
-    from ``data`` (default ``../shared/data/<name>.npz``), or None when that file is not there; the
-    classifier is ``checkpoints/<name>_classifier.safetensors`` for a conditional model, else None.
+    Returns (images, classifier). ``images`` are ``max(n, 512)`` test images (split 1; every row of an npz
+    without one) in [-1, 1] drawn with ``seed`` from ``data`` (default ``../shared/data/<name>.npz``), or
+    None when that file is not there; the classifier is ``checkpoints/<name>_classifier.safetensors`` for a
+    conditional model, else None.
     """
     from .classifier import load_classifier
-    from .data import load_dataset
+    from .data import DataError, load_dataset
 
     images = None
     info = DATASETS.get(name)
     path = Path(data) if data else (DEFAULT_DATA_DIR / info.file if info else None)
     if path is not None and path.exists():
-        test = None
-        if path.suffix == ".npz":
-            import numpy as np
-
-            with np.load(path) as z:
-                has_test = "split" in z.files and bool((z["split"] == 1).any())
-            test = load_dataset(path, split=1) if has_test else None
-        test = test if test is not None else load_dataset(path, split=None)
+        try:
+            test = load_dataset(path, split=1)
+        except DataError:  # an npz without a test split: draw from all its rows (a broken file raises again)
+            test = load_dataset(path, split=None)
         perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: max(n, 512)]
         images = test.images[perm]
     classifier = None

@@ -38,6 +38,11 @@ def test_sweep_inputs_draw_test_images_and_find_the_classifier(tmp_path, monkeyp
 
     _, clf = sweep_inputs("mnist", uncond, tmp_path / "toy.npz")
     assert clf is None  # no class asked for, nothing to classify
+    no_split = tmp_path / "all_train.npz"
+    np.savez_compressed(no_split, images=images, labels=np.zeros(len(images), np.int64),
+                        split=np.zeros(len(images), np.uint8))
+    every, _ = sweep_inputs("mnist", cond, no_split)
+    assert every.shape == (40, 1, 8, 8)  # no test rows: drawn from all of them
     none, _ = sweep_inputs("mnist", cond, tmp_path / "missing.npz")
     assert none is None
 
