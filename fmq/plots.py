@@ -80,9 +80,10 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_xticks(sorted({r["bits"] for r in rows}))
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()  # below the plots: inside, it hid the claim markers
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(title + ("  (hollow markers: the paper's claims)" if claims else ""), fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)
