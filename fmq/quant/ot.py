@@ -11,9 +11,10 @@ exact solution reaches W2² <= MSE = SSE_opt / n through the identity coupling; 
 minimises both the MSE and the W2 distance between the weights and their quantized values, among
 all K-level quantizers of that group. Optimal clusters are contiguous in sorted order, so a dynamic
 programme over the sorted distinct values with their counts solves (1) exactly (Wang & Song 2011,
-Ckmeans.1d.dp): :mod:`fmq.quant.kmeans1d` solves it for many groups at once in compiled code, with
-pruning that provably keeps the optimum (:mod:`fmq.quant.dp_group`, and bin-bound windows for very long
-groups). Empty clusters are allowed, so a group with fewer distinct values than levels is
+Ckmeans.1d.dp): :mod:`fmq.quant.kmeans1d` solves it for many groups at once in compiled code: a
+Lagrangian search whose answers are certified optimal (:mod:`fmq.quant.dp_lagrange`), and a layered DP
+with pruning that provably keeps the optimum for the rest (:mod:`fmq.quant.dp_group`, and bin-bound
+windows for very long groups). Empty clusters are allowed, so a group with fewer distinct values than levels is
 represented exactly; each weight's index is its cluster's, i.e. its nearest level.
 
 ``ot-equal-mass`` — the paper's quantizer (arXiv 2511.11418, ``PC-OT-Quant.py``): the sorted weights

@@ -1,5 +1,6 @@
-"""The exact 1-D k-means solvers: bin-bound windows, pruned half DPs and the plain DP agree with each
-other, with brute force and with an independent O(k n²) DP; padded batches give the single-row optimum."""
+"""The exact 1-D k-means solvers: the Lagrangian search, bin-bound windows, pruned half DPs and the plain
+DP agree with each other, with brute force and with an independent O(k n²) DP; padded batches give the
+single-row optimum."""
 
 from __future__ import annotations
 
@@ -49,11 +50,11 @@ def test_solvers_agree(kind):
     from fmq.quant.kmeans1d import kmeans_boundaries
 
     rng = np.random.default_rng({"t": 0, "mixture": 1, "ties": 2}[kind])
-    for k, m in ((2, 3000), (3, 3000), (5, 3000), (8, 3000), (16, 1200), (40, 300), (100, 160)):
+    for k, m in ((2, 3000), (3, 3000), (5, 3000), (8, 3000), (16, 1200), (40, 300), (100, 160), (256, 4000)):
         vals, counts = _rows(kind, rng, m)
         cost = _cost_of(vals, counts)
         full, _ = kmeans_boundaries(vals, counts, k, solver="full")
-        for solver in ("windows", "halves", "auto"):
+        for solver in ("lagrange", "windows", "halves", "auto"):
             t, _ = kmeans_boundaries(vals, counts, k, solver=solver)
             assert (np.diff(t, axis=1) >= 0).all() and (t[:, 0] == 0).all() and (t[:, -1] == vals.shape[1]).all()
             np.testing.assert_allclose(cost(t), cost(full), rtol=1e-10, err_msg=f"{solver}, k={k}")
@@ -78,6 +79,51 @@ def test_small_rows_equal_brute_force(solver):
         t, _ = kmeans_boundaries(vals, counts, k, solver=solver)
         best = min(cost(np.array([[0, *cuts, m]]))[0] for cuts in itertools.combinations(range(1, m), k - 1))
         assert cost(t)[0] == pytest.approx(best, rel=1e-10, abs=1e-13), (vals, counts, k)
+
+
+def test_lagrangian_solves_equal_brute_force():
+    """Where the penalised search reports a group solved (exactly k clusters at some λ), the partition
+    is optimal: every split of up to 12 weighted values into k runs is checked."""
+    import itertools
+
+    from fmq.quant.dp_lagrange import lagrange_groups
+    from fmq.quant.kmeans1d import prefix_sums
+
+    rng = np.random.default_rng(13)
+    solved_any = 0
+    for _ in range(120):
+        k = int(rng.integers(2, 6))
+        m = int(rng.integers(2 * k, 13))
+        vals = np.sort(rng.standard_t(2, size=(1, m)), 1)
+        counts = rng.integers(1, 4, size=(1, m)).astype(float)
+        t, ok = np.zeros((1, k + 1), dtype=np.int64), np.zeros(1, dtype=bool)
+        lagrange_groups(*prefix_sums(vals, counts), k, t, ok, 24)
+        if not ok[0]:
+            continue
+        solved_any += 1
+        cost = _cost_of(vals, counts)
+        assert t[0, 0] == 0 and t[0, -1] == m and (np.diff(t[0]) > 0).all()
+        best = min(cost(np.array([[0, *cuts, m]]))[0] for cuts in itertools.combinations(range(1, m), k - 1))
+        assert cost(t)[0] == pytest.approx(best, rel=1e-10, abs=1e-13), (vals, counts, k)
+    assert solved_any > 100  # the search lands on k for almost every random group
+
+
+def test_lagrangian_falls_back_where_no_penalty_gives_k_clusters():
+    """On an even grid OPT(j) has straight pieces, so for some k no λ yields exactly k clusters: those
+    groups go to the layered DP, and the answer is still the optimum."""
+    from fmq.quant.dp_lagrange import lagrange_groups
+    from fmq.quant.kmeans1d import kmeans_boundaries, prefix_sums
+
+    vals = np.stack([np.arange(40.0), np.sort(np.random.default_rng(3).normal(size=40))])
+    counts = np.ones_like(vals)
+    t, ok = np.zeros((2, 17), dtype=np.int64), np.zeros(2, dtype=bool)
+    lagrange_groups(*prefix_sums(vals, counts), 16, t, ok, 24)
+    assert ok.tolist() == [False, True]
+    cost = _cost_of(vals, counts)
+    full, _ = kmeans_boundaries(vals, counts, 16, solver="full")
+    for solver in ("lagrange", "auto"):
+        got, _ = kmeans_boundaries(vals, counts, 16, solver=solver)
+        np.testing.assert_allclose(cost(got), cost(full), rtol=1e-12)
 
 
 def test_upper_bound_is_a_partition_cost_above_the_optimum():

@@ -1,0 +1,142 @@
+"""Exact 1-D k-means by a Lagrangian (penalised) search, in compiled code: fast for many levels.
+
+For one group with prefix sums W, S1, S2 of counts, count-weighted values and squares, and
+cost(t, i) = S2_i - S2_t - (S1_i - S1_t)² / (W_i - W_t), drop the constraint "exactly k clusters"
+and charge λ > 0 per cluster instead:
+
+    F(0) = 0,   F(i) = λ + min_{t < i} F(t) + cost(t, i),                                        (1)
+
+a one-dimensional DP with no layers: its cost is one pass over the m entries, whatever k is.
+Certificate: if an optimal partition of (1) has exactly k clusters, it is an optimal k-partition,
+because every k-partition P' has cost(P') + λk >= F(m) = cost(P) + λk. The least cost of j clusters
+is convex in j (the cost is Monge: Aggarwal, Schieber & Tokuyama 1994), so such a λ exists unless
+OPT(j) has collinear points around k; a bisection on λ in log space (log j is close to linear in
+log λ: OPT(j) ~ C / j² for smooth distributions, so λ ~ 2C / j³) finds it in about 3-6 solves.
+Where no solve lands on k within the iteration budget the caller falls back to the layered DP, so
+the answer is always exact; only the time depends on the search.
+
+(1) is solved exactly in O(m log m) with a queue of candidates (Galil & Park 1992, "Dynamic
+programming with convexity, concavity and sparsity"): the cost obeys the quadrangle inequality, so
+once a later candidate t beats an earlier one at some row it beats it at every later row. Each new
+candidate pops the queue's tail while it beats the tail from the tail's first row on, then finds its
+crossover with the remaining tail by galloping from the left (crossovers lie a few clusters ahead:
+2.5-3x faster than plain bisection on 10^6 values) and bisection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["lagrange_groups"]
+
+_RHO0 = 5.44  # λ k³ / S2 of a Gaussian at high resolution, (∫p^{1/3})³ / (6 var): the first guess
+
+
+@njit(cache=True, inline="always")
+def _val(f, w, s1, s2, t, i):
+    dw = w[i] - w[t]
+    ds = s1[i] - s1[t]
+    c = s2[i] - s2[t] - ds * ds / (dw if dw > 1.0 else 1.0)
+    return f[t] + (c if c > 0.0 else 0.0)
+
+
+@njit(cache=True)
+def _penalised(w, s1, s2, lam, f, parent, cnt, qc, qs):
+    """Solve (1): F in f, each row's argmin in parent, clusters of that optimum in cnt; returns cnt[m]."""
+    m = w.shape[0] - 1
+    f[0] = 0.0
+    cnt[0] = 0
+    head, tail = 0, 1
+    qc[0], qs[0] = 0, 1  # queue: candidate qc[q] is the best from row qs[q] until qs[q + 1] - 1
+    for i in range(1, m + 1):
+        while tail - head > 1 and qs[head + 1] <= i:
+            head += 1
+        t = qc[head]
+        f[i] = _val(f, w, s1, s2, t, i) + lam
+        parent[i] = t
+        cnt[i] = cnt[t] + 1
+        if i == m:
+            break
+        while tail > head:  # candidate i serves rows > i; drop tails it beats from their first row on
+            st = max(qs[tail - 1], i + 1)
+            if _val(f, w, s1, s2, i, st) <= _val(f, w, s1, s2, qc[tail - 1], st):
+                tail -= 1
+            else:
+                break
+        if tail == head:
+            qc[tail], qs[tail] = i, i + 1
+            tail += 1
+            continue
+        b = qc[tail - 1]
+        lo, hi, step = max(qs[tail - 1], i + 1) + 1, m + 1, 1
+        while lo + step - 1 <= m:  # gallop to the first row where i is at least as good as b
+            r = lo + step - 1
+            if _val(f, w, s1, s2, i, r) <= _val(f, w, s1, s2, b, r):
+                hi = r
+                break
+            lo = r + 1
+            step *= 2
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if _val(f, w, s1, s2, i, mid) <= _val(f, w, s1, s2, b, mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo <= m:
+            qc[tail], qs[tail] = i, lo
+            tail += 1
+    return cnt[m]
+
+
+@njit(cache=True)
+def _solve(w, s1, s2, k, lam, t_out, max_iter, f, parent, cnt, qc, qs):
+    """Search λ from ``lam`` until (1) has an optimum of exactly k clusters; write its boundaries to
+    t_out and return that λ, or -1.0 after max_iter solves (t_out untouched)."""
+    m = w.shape[0] - 1
+    llo, clo, lhi, chi = 0.0, 0, np.inf, 0  # bracket: more clusters below llo, fewer above lhi
+    for _ in range(max_iter):
+        c = _penalised(w, s1, s2, lam, f, parent, cnt, qc, qs)
+        if c == k:
+            p = m
+            for q in range(k, 0, -1):
+                t_out[q] = p
+                p = parent[p]
+            t_out[0] = 0
+            return lam
+        if c > k:
+            llo, clo = lam, c
+        else:
+            lhi, chi = lam, c
+        if lhi <= llo * (1.0 + 1e-12):  # the bracket collapsed: k is on a straight piece of OPT(j)
+            break
+        if llo == 0.0 or lhi == np.inf:  # one side only: step by the model λ ~ j^-3, a little past
+            lam *= (c / k) ** 3 * (1.1 if c > k else 0.9)
+        else:  # interpolate log j against log λ inside the bracket, kept off its ends
+            a, b = np.log(llo), np.log(lhi)
+            x = a + (np.log(k) - np.log(clo)) * (b - a) / (np.log(chi) - np.log(clo))
+            lam = np.exp(min(max(x, a + 0.05 * (b - a)), b - 0.05 * (b - a)))
+    return -1.0
+
+
+@njit(cache=True, nogil=True)
+def lagrange_groups(w, s1, s2, k, t_out, solved, max_iter):
+    """Every group b (prefix sums w/s1/s2 (B, m+1)) by (1): writes t_out[b] (k+1) and solved[b] = True
+    where a solve landed on exactly k clusters. Groups with fewer than 2k entries of positive weight
+    are left to the layered DP. The λ found for one group, in units of S2 / k³, starts the next."""
+    m = w.shape[1] - 1
+    f, parent = np.empty(m + 1), np.empty(m + 1, dtype=np.int64)
+    cnt, qc, qs = np.empty(m + 1, dtype=np.int64), np.empty(m + 1, dtype=np.int64), np.empty(m + 1, dtype=np.int64)
+    rho = _RHO0
+    for b in range(w.shape[0]):
+        solved[b] = False
+        entries = 0
+        for p in range(m):
+            entries += w[b, p + 1] > w[b, p]
+        scale = s2[b, m] / (k * k * k)
+        if entries < 2 * k or not scale > 0.0:
+            continue
+        lam = _solve(w[b], s1[b], s2[b], k, rho * scale, t_out[b], max_iter, f, parent, cnt, qc, qs)
+        if lam > 0.0:
+            solved[b] = True
+            rho = lam / scale
