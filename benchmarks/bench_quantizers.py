@@ -1,6 +1,6 @@
 """Speed and W2 of the quantizers (prints figures; not a test).
 
-    python benchmarks/bench_quantizers.py [--part model|solvers|compile|all] [--bits 2 4 8]
+    python benchmarks/bench_quantizers.py [--part model|threads|search|solvers|compile|all] [--bits 2 4 8]
                                           [--ks 4 16 64 256] [--methods ot uniform ...] [--repeats 3]
                                           [--checkpoint PATH]
 
@@ -8,6 +8,11 @@ Prints a machine line, then
 * model: seconds to quantize the MNIST-sized model (``checkpoints/mnist.safetensors`` if present, else a
   fresh model of the same size) per method, bits and granularity (median of ``--repeats`` runs), and the
   model's W2 (weight-count weighted RMS of the layers' W2) and MSE per method;
+* threads: ``ot`` and ``pwl`` at 8 bits, seconds with the batches solved in one thread and in two
+  (``fmq.quant.common._WORKERS``), taking turns;
+* search: the exact solvers inside ``ot`` on the MNIST model's tensors and channels: the Lagrangian
+  search (``solver="lagrange"``) against the layered DP (``"halves"``, what ``auto`` ran before) at
+  k = 4 .. 256, taking turns, with the search's mean number of penalised solves per group;
 * solvers: one tensor of 10^6 Student-t(3) weights (seed 0), exact ``ot`` against the exact 1-D k-means
   solvers of the PyPI packages ``kmeans1d`` and ``ckmeans`` (install them for this benchmark only:
   ``pip install kmeans1d ckmeans``): seconds (median of ``--repeats`` runs, the solvers taking turns, so
@@ -17,7 +22,8 @@ Prints a machine line, then
 * compile: the first ``ot`` call in a fresh process, with an empty numba cache (what a clean checkout
   pays once: the compiled DP kernels are then cached in ``fmq/quant/__pycache__``) and with that cache.
 Targets (issue 3): exact ``ot`` faster than both solvers at every k; the whole model in under 1 s.
-Torch runs on one thread (``torch.set_num_threads(1)``): on a shared machine more threads only wait.
+Torch runs on one thread (``torch.set_num_threads(1)``); the quantizers' batches run in two threads
+unless the ``threads`` part says otherwise.
 """
 
 from __future__ import annotations
@@ -95,6 +101,67 @@ def bench_model(bits_list: list[int], methods: list[str], checkpoint: str | None
                   + " ".join(f"{g}={s:.3f}" for g, s in zip(GRANULARITIES, secs)) + f" w2={w2:.6g} mse={mse:.6g}")
 
 
+def bench_threads(checkpoint: str | None, repeats: int) -> None:
+    import fmq.quant.common as common
+
+    model, name = load_model(checkpoint)
+    print(f"\nthreads: {name}; seconds to quantize_model at 8 bits with 1 and 2 worker threads, median of "
+          f"{repeats}, taking turns")
+    saved = common._WORKERS
+    try:
+        for method in ("ot", "pwl"):
+            for gran in ("tensor", "channel"):
+                cfg = QuantConfig(method, 8, gran)
+                quantize_model(model, cfg)
+                times: dict[int, list[float]] = {1: [], 2: []}
+                for _ in range(repeats):
+                    for workers in times:
+                        common._WORKERS = workers
+                        times[workers].append(_seconds(lambda cfg=cfg: quantize_model(model, cfg)))
+                med = {w: statistics.median(v) for w, v in times.items()}
+                print(f"{method:4s} {gran:8s} 1 thread {med[1]:.3f} s, 2 threads {med[2]:.3f} s, "
+                      f"ratio {med[1] / med[2]:.2f}")
+                print(f"machine-readable: threads method={method} granularity={gran} one={med[1]:.3f} "
+                      f"two={med[2]:.3f}")
+    finally:
+        common._WORKERS = saved
+
+
+def bench_search(checkpoint: str | None, repeats: int, ks: list[int]) -> None:
+    from fmq.quant.dp_lagrange import lagrange_groups
+    from fmq.quant.kmeans1d import kmeans_boundaries, prefix_sums
+
+    model, name = load_model(checkpoint)
+    ws = [p.detach().double().numpy() for p in model.parameters() if p.ndim > 1]
+    print(f"\nsearch: {name}, {len(ws)} weight tensors; seconds of the exact solver over all of them (sorted "
+          f"groups given), median of {repeats}, taking turns; solves: mean penalised DPs per group")
+    for gran in ("tensor", "channel"):
+        groups = [np.sort(w.reshape(1, -1) if gran == "tensor" else w.reshape(len(w), -1), 1) for w in ws]
+        for k in ks:
+            rows = [g for g in groups if g.shape[1] > k]
+            times: dict[str, list[float]] = {"lagrange": [], "halves": []}
+            for _ in range(repeats):
+                for solver in times:
+                    t0 = time.perf_counter()
+                    for g in rows:
+                        kmeans_boundaries(g, np.ones_like(g), k, solver)
+                    times[solver].append(time.perf_counter() - t0)
+            solves, solved = [], 0
+            for g in rows:
+                n = np.zeros(len(g), dtype=np.int64)
+                ok = np.zeros(len(g), dtype=bool)
+                lagrange_groups(*prefix_sums(g, np.ones_like(g)), k, np.zeros((len(g), k + 1), dtype=np.int64), ok,
+                                24, n)
+                solves += n[n > 0].tolist()
+                solved += int(ok.sum())
+            med = {s: statistics.median(v) for s, v in times.items()}
+            print(f"{gran:8s} k={k:3d}: lagrange {med['lagrange']:.3f} s, halves {med['halves']:.3f} s, "
+                  f"ratio {med['halves'] / med['lagrange']:.2f}; {solved}/{sum(len(g) for g in rows)} groups "
+                  f"certified, {np.mean(solves) if solves else float('nan'):.2f} solves per group")
+            print(f"machine-readable: search granularity={gran} k={k} lagrange={med['lagrange']:.3f} "
+                  f"halves={med['halves']:.3f} certified={solved}")
+
+
 def _sse(x: np.ndarray, q: np.ndarray) -> float:
     return float(((x - q) ** 2).sum())
 
@@ -163,16 +230,17 @@ t0 = time.perf_counter()
 from fmq.quant import kmeans_1d
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
-kmeans_1d(rng.normal(size=(64, 576)), 256)      # halves met in the middle
+kmeans_1d(rng.normal(size=(64, 576)), 256)      # Lagrangian search
 kmeans_1d(rng.normal(size=(4, 128)), 4)         # plain DP
-kmeans_1d(rng.normal(size=(1, 200000)), 16)     # bin-bound windows
+kmeans_1d(rng.normal(size=(1, 200000)), 4)      # bin-bound windows
+kmeans_1d(np.arange(40.0)[None], 16)            # no λ gives 16 clusters of a grid: the layered DP
 t2 = time.perf_counter()
 print(f"{t1 - t0:.2f} {t2 - t1:.2f}")
 """
 
 
 def bench_compile() -> None:
-    """The first ``ot`` calls of a fresh process (all three solvers), with an empty and a filled cache."""
+    """The first ``ot`` calls of a fresh process (all four solvers), with an empty and a filled cache."""
     print("\nfirst ot calls in a fresh process (import fmq.quant; then one call per solver):")
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
@@ -185,7 +253,7 @@ def bench_compile() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("model", "solvers", "compile", "all"), default="all")
+    ap.add_argument("--part", choices=("model", "threads", "search", "solvers", "compile", "all"), default="all")
     ap.add_argument("--bits", type=int, nargs="+", default=[2, 4, 8])
     ap.add_argument("--ks", type=int, nargs="+", default=[4, 16, 64, 256])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -198,6 +266,10 @@ def main() -> None:
         bench_compile()
     if a.part in ("model", "all"):
         bench_model(a.bits, a.methods, a.checkpoint, a.repeats)
+    if a.part in ("threads", "all"):
+        bench_threads(a.checkpoint, a.repeats)
+    if a.part in ("search", "all"):
+        bench_search(a.checkpoint, a.repeats, [4, 8, 16, 64, 256])
     if a.part in ("solvers", "all"):
         bench_solvers(a.ks, a.repeats)
     print(machine_line().replace("machine:", "machine at the end:"))

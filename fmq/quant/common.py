@@ -3,13 +3,16 @@
 Every quantizer is written as a *core* on a dense float64 matrix ``x`` (B, L) — B groups of L weights —
 returning ``levels`` (B, K) sorted ascending and ``idx`` (B, L) int. :func:`make_codebooks` cuts
 tensors into such matrices (see :func:`~fmq.quant.codebook.group_batches`), batches equal (or, for a
-ragged core, similar) lengths across tensors, runs the core and assembles the
+ragged core, similar) lengths across tensors, runs the core on the batches in two threads (the cores
+spend their time in numpy and in numba kernels that release the GIL) and assembles the
 :class:`~fmq.quant.codebook.Codebook` of each tensor.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,6 +22,8 @@ from .codebook import Codebook, Granularity, check_bits, group_batches, parse_gr
 __all__ = ["Core", "count_below", "searchsorted_rows", "nearest_level", "compact", "make_codebooks", "as_weight"]
 
 Core = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+_WORKERS = min(2, os.cpu_count() or 1)  # batches solved at once (bench_quantizers: 1.3-1.7x on 2 cores)
 
 
 def count_below(thresholds: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -135,15 +140,24 @@ def make_codebooks(ws: list[torch.Tensor], bits: int, granularity: Granularity |
         levels.append(np.zeros((n_groups, ks[-1])))
         indices.append(np.zeros(flats[-1].size, dtype=np.uint8))
         items += [(t, groups, pos) for groups, pos in batches]
-    for bucket in _buckets(items, ragged):
+    def run(bucket):
         width = max(pos.shape[1] for _, _, pos in bucket)
         if ragged:
             x = np.concatenate([np.pad(flats[t][pos], ((0, 0), (0, width - pos.shape[1])), mode="edge")
                                 for t, _, pos in bucket])
             lengths = np.concatenate([np.full(len(pos), pos.shape[1]) for _, _, pos in bucket])
-            lv_all, idx_all = core(x, bits, lengths)
-        else:
-            lv_all, idx_all = core(np.concatenate([flats[t][pos] for t, _, pos in bucket]), bits)
+            return core(x, bits, lengths)
+        return core(np.concatenate([flats[t][pos] for t, _, pos in bucket]), bits)
+
+    buckets = _buckets(items, ragged)
+    if _WORKERS > 1 and len(buckets) > 1:  # largest first, so the two threads finish together
+        order = sorted(range(len(buckets)), key=lambda i: -sum(pos.size for _, _, pos in buckets[i]))
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            done = dict(zip(order, pool.map(run, [buckets[i] for i in order])))
+        results = [done[i] for i in range(len(buckets))]
+    else:
+        results = [run(b) for b in buckets]
+    for bucket, (lv_all, idx_all) in zip(buckets, results):
         row = 0
         for t, groups, pos in bucket:
             b, length = pos.shape

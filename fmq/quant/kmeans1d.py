@@ -269,7 +269,7 @@ def kmeans_boundaries(vals: np.ndarray, counts: np.ndarray, k: int, solver: str 
         return t, _means(p, vals, counts, t)
     rest = np.ones(bsz, dtype=bool)
     if solver == "lagrange" or (solver == "auto" and k >= _LAGRANGE_MIN_K):
-        lagrange_groups(*p, k, t, rest, _LAGRANGE_ITERS)  # rest[b]: group b solved
+        lagrange_groups(*p, k, t, rest, _LAGRANGE_ITERS, np.zeros(bsz, dtype=np.int64))  # rest[b]: group b solved
         rest = ~rest
     if rest.any():
         sub = (lambda a: a) if rest.all() else (lambda a: a[rest])

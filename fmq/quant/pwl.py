@@ -24,8 +24,9 @@ breakpoints, each weight in the segment its value falls in.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from .common import count_below, searchsorted_rows
+from .common import searchsorted_rows
 
 __all__ = ["pwl_core", "pwl_paper_core", "pwl_levels"]
 
@@ -62,18 +63,46 @@ def _error(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray
     return ((x - q) ** 2).sum(axis=1)
 
 
-def _error_sorted(xs: np.ndarray, csum: tuple, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray:
-    """E(p) per group from the sorted weights' prefix sums: each level's cell is an interval (midpoints
-    between levels, except at the region edges ±p), so E costs O(2**b log n) per group, not O(n)."""
+@njit(cache=True, nogil=True)
+def _cell_errors(xs, c1, c2, m, ratios, bits, out):
+    """E(p) for every group b and candidate p = ratios[b, j] m[b] from the sorted weights xs (B, n) and
+    the prefix sums c1, c2 (B, n+1) of xs and xs²: each level's cell is an interval (midpoints between
+    levels, except at the region edges ±p), so E costs O(2**b log(n / 2**b)) per candidate, not O(n):
+    the cuts are sorted, so each one's count is found by galloping up from the previous one's."""
     nt, nc = 2 ** (bits - 2), 2 ** (bits - 1)
-    lv = pwl_levels(m, p, bits)
-    cuts = 0.5 * (lv[:, 1:] + lv[:, :-1])
-    cuts[:, nt - 1], cuts[:, nt + nc - 1] = -p[:, 0], p[:, 0]  # |w| <= p is the centre
-    pos = count_below(xs, cuts)  # (B, K-1) weights below each cut
-    bsz, n = xs.shape
-    pos = np.concatenate([np.zeros((bsz, 1), dtype=np.int64), pos, np.full((bsz, 1), n)], 1)
-    c0, c1, c2 = (np.diff(np.take_along_axis(c, pos, 1), axis=1) for c in csum)
-    return (c2 - 2 * lv * c1 + lv * lv * c0).sum(1)
+    k, n = nc + 2 * nt, xs.shape[1]
+    lv, cuts = np.empty(k), np.empty(k - 1)
+    for b in range(xs.shape[0]):
+        mb = m[b, 0]
+        for j in range(ratios.shape[1]):
+            p = ratios[b, j] * mb
+            for q in range(nc):  # the layout of pwl_levels
+                lv[nt + q] = -p + 2 * p * q / (nc - 1)
+            for q in range(nt):
+                t = (p + mb) / 2 if nt == 1 else p + (mb - p) * q / (nt - 1)
+                lv[nt + nc + q], lv[nt - 1 - q] = t, -t
+            for q in range(k - 1):
+                cuts[q] = 0.5 * (lv[q] + lv[q + 1])
+            cuts[nt - 1], cuts[nt + nc - 1] = -p, p  # |w| <= p is the centre
+            e, lo = 0.0, 0
+            for q in range(k):
+                hi = n
+                if q < k - 1:  # weights below cut q: gallop up from the last cut's count, then bisect
+                    cut, a, step = cuts[q], lo, 1
+                    while a + step <= n and xs[b, a + step - 1] < cut:
+                        a += step
+                        step *= 2
+                    z = min(a + step, n + 1)  # xs[a - 1] < cut (or a = lo); xs[z - 1] >= cut (or z = n + 1)
+                    while z - a > 1:
+                        mid = (a + z) >> 1
+                        if xs[b, mid - 1] < cut:
+                            a = mid
+                        else:
+                            z = mid
+                    hi = a
+                e += c2[b, hi] - c2[b, lo] - 2 * lv[q] * (c1[b, hi] - c1[b, lo]) + lv[q] * lv[q] * (hi - lo)
+                lo = hi
+            out[b, j] = e
 
 
 def _fang_ratio(x: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -87,25 +116,26 @@ def pwl_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     if bits < 2:
         raise ValueError("pwl needs at least 2 bits (one bit names the region), got 1")
     m = np.abs(x).max(axis=1, keepdims=True)
+    bsz = len(x)
     xs = np.sort(x, axis=1)
-    zero = np.zeros((len(x), 1))
-    csum = tuple(np.concatenate([zero, np.cumsum(a, 1)], 1) for a in (np.ones_like(xs), xs, xs * xs))
+    zero = np.zeros((bsz, 1))
+    c1, c2 = (np.concatenate([zero, np.cumsum(a, 1)], 1) for a in (xs, xs * xs))
 
-    if 2**bits * 2 <= x.shape[1]:  # levels well below weights: error from prefix sums over the cells
-        error = lambda r: _error_sorted(xs, csum, m, r * m, bits)  # noqa: E731
-    else:
-        error = lambda r: _error(x, m, r * m, bits)  # noqa: E731
+    def errors(r):  # (B, R) errors of the candidate ratios r (B, R)
+        out = np.empty(r.shape)
+        _cell_errors(xs, c1, c2, m, np.ascontiguousarray(r), bits, out)
+        return out
+
     best_r = _fang_ratio(x, m)
-    best_e = error(best_r)
-    candidates = [np.full_like(m, r) for r in _COARSE]
-    for width in (None, 0.05, 0.005):
-        if width is not None:  # refine around the best so far
-            candidates = [np.clip(best_r + width * f, 0.001, 1.0) for f in _FINE]
-        for r in candidates:
-            e = error(r)
-            better = (e < best_e)[:, None]
-            best_e = np.where(better[:, 0], e, best_e)
-            best_r = np.where(better, r, best_r)
+    best_e = errors(best_r)[:, 0]
+    for width in (None, 0.05, 0.005):  # the coarse grid, then refined twice around the best so far
+        cand = np.repeat(_COARSE[None, :], bsz, 0) if width is None else np.clip(best_r + width * _FINE, 0.001, 1.0)
+        e = errors(cand)
+        j = e.argmin(1)  # first minimum: the same choice as scanning the candidates in order
+        rows = np.arange(bsz)
+        better = e[rows, j] < best_e
+        best_e = np.where(better, e[rows, j], best_e)
+        best_r = np.where(better[:, None], cand[rows, j][:, None], best_r)
     p = best_r * m
     return pwl_levels(m, p, bits), _assign(x, m, p, bits)
 

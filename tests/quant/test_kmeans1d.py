@@ -97,7 +97,7 @@ def test_lagrangian_solves_equal_brute_force():
         vals = np.sort(rng.standard_t(2, size=(1, m)), 1)
         counts = rng.integers(1, 4, size=(1, m)).astype(float)
         t, ok = np.zeros((1, k + 1), dtype=np.int64), np.zeros(1, dtype=bool)
-        lagrange_groups(*prefix_sums(vals, counts), k, t, ok, 24)
+        lagrange_groups(*prefix_sums(vals, counts), k, t, ok, 24, np.zeros(1, dtype=np.int64))
         if not ok[0]:
             continue
         solved_any += 1
@@ -117,7 +117,7 @@ def test_lagrangian_falls_back_where_no_penalty_gives_k_clusters():
     vals = np.stack([np.arange(40.0), np.sort(np.random.default_rng(3).normal(size=40))])
     counts = np.ones_like(vals)
     t, ok = np.zeros((2, 17), dtype=np.int64), np.zeros(2, dtype=bool)
-    lagrange_groups(*prefix_sums(vals, counts), 16, t, ok, 24)
+    lagrange_groups(*prefix_sums(vals, counts), 16, t, ok, 24, np.zeros(2, dtype=np.int64))
     assert ok.tolist() == [False, True]
     cost = _cost_of(vals, counts)
     full, _ = kmeans_boundaries(vals, counts, 16, solver="full")
