@@ -64,11 +64,30 @@ def _error(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def _direct_error(x, lv, m, p, nt, nc):
+    """E(p) of one group weight by weight, with the region-then-rounding rule of :func:`_assign`."""
+    cstep = 2 * p / (nc - 1) if p > 0 else 1.0
+    tstep = (m - p) / (nt - 1) if nt > 1 and m > p else 1.0
+    e = 0.0
+    for v in x:
+        a = abs(v)
+        if a <= p:
+            q = nt + min(max(np.rint((v + p) / cstep), 0.0), nc - 1.0)
+        else:
+            ti = 0.0 if nt == 1 else min(max(np.rint((a - p) / tstep), 0.0), nt - 1.0)
+            q = nt + nc + ti if v > 0 else nt - 1 - ti
+        d = v - lv[int(q)]
+        e += d * d
+    return e
+
+
+@njit(cache=True, nogil=True)
 def _cell_errors(xs, c1, c2, m, ratios, bits, out):
     """E(p) for every group b and candidate p = ratios[b, j] m[b] from the sorted weights xs (B, n) and
     the prefix sums c1, c2 (B, n+1) of xs and xs²: each level's cell is an interval (midpoints between
     levels, except at the region edges ±p), so E costs O(2**b log(n / 2**b)) per candidate, not O(n):
-    the cuts are sorted, so each one's count is found by galloping up from the previous one's."""
+    the cuts are sorted, so each one's count is found by galloping up from the previous one's. Groups
+    with at most two weights per level are summed weight by weight instead."""
     nt, nc = 2 ** (bits - 2), 2 ** (bits - 1)
     k, n = nc + 2 * nt, xs.shape[1]
     lv, cuts = np.empty(k), np.empty(k - 1)
@@ -84,6 +103,9 @@ def _cell_errors(xs, c1, c2, m, ratios, bits, out):
             for q in range(k - 1):
                 cuts[q] = 0.5 * (lv[q] + lv[q + 1])
             cuts[nt - 1], cuts[nt + nc - 1] = -p, p  # |w| <= p is the centre
+            if n <= 2 * k:  # few weights per level: round each weight as _assign does
+                out[b, j] = _direct_error(xs[b], lv, mb, p, nt, nc)
+                continue
             e, lo = 0.0, 0
             for q in range(k):
                 hi = n

@@ -50,3 +50,22 @@ def test_pwl_paper_matches_its_formula():
         mids = (bp[:-1] + bp[1:]) / 2
         want = mids[np.clip(np.searchsorted(bp, flat, side="right") - 1, 0, 7)]
         np.testing.assert_allclose(cb.dequantize()[r].numpy(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 5, 8])
+def test_compiled_breakpoint_errors_equal_direct_rounding(bits):
+    """The search's errors (cells from prefix sums, or weight by weight for small groups) equal the
+    squared error of the region-then-rounding rule itself, for every candidate breakpoint."""
+    from fmq.quant.pwl import _cell_errors
+
+    rng = np.random.default_rng(bits)
+    for n in (5, 100, 600, 3000):
+        x = rng.standard_t(3, size=(3, n))
+        m = np.abs(x).max(1, keepdims=True)
+        ratios = np.concatenate([rng.uniform(0.001, 1.0, size=(3, 6)), np.ones((3, 1))], 1)
+        xs = np.sort(x, 1)
+        c1, c2 = (np.concatenate([np.zeros((3, 1)), np.cumsum(a, 1)], 1) for a in (xs, xs * xs))
+        out = np.empty(ratios.shape)
+        _cell_errors(xs, c1, c2, m, ratios, bits, out)
+        direct = np.stack([_error(x, m, ratios[:, j:j + 1] * m, bits) for j in range(ratios.shape[1])], 1)
+        np.testing.assert_allclose(out, direct, rtol=1e-9, atol=1e-12 * (x * x).sum())
