@@ -137,7 +137,8 @@ def _solve(w, s1, s2, k, lam, t_out, max_iter, f, parent, cnt, qc, qs, solves):
 def lagrange_groups(w, s1, s2, k, t_out, solved, max_iter, solves):
     """Every group b (prefix sums w/s1/s2 (B, m+1)) by (1): writes t_out[b] (k+1) and solved[b] = True
     where a solve landed on exactly k clusters, and solves[b] the penalised DPs it took. Groups with
-    fewer than 2k entries of positive weight are left to the layered DP. The λ found for one group, in units of S2 / k³, starts the next."""
+    fewer than 2k entries of positive weight are left to the layered DP. The λ found for one group, in
+    units of S2 / k³, starts the next."""
     m = w.shape[1] - 1
     f, parent = np.empty(m + 1), np.empty(m + 1, dtype=np.int64)
     cnt, qc, qs = (np.empty(m + 1, dtype=np.int64), np.empty(m + 1, dtype=np.int64),
