@@ -1,9 +1,10 @@
 """Speed of training and sampling on the MNIST-sized model (prints figures; not a test).
 
-    python benchmarks/bench_sampling.py [--checkpoint checkpoints/mnist.safetensors] [--repeats 5]
+    python benchmarks/bench_sampling.py [--checkpoint checkpoints/mnist.safetensors] [--repeats 5] [--no-train]
 
 Prints a machine line, then medians over ``--repeats`` runs of: seconds per training step at batch 128
-(FP32 and bf16 autocast), and seconds to sample 16 and 64 images per solver and step count.
+(FP32 and bf16 autocast), one network pass at batch 64 in the standard and the channels-last layout
+(taking turns), and seconds to sample 16 and 64 images per solver and step count.
 Target (issue 2): 16 MNIST images with Heun at 20 steps in under 1 s.
 """
 
@@ -40,6 +41,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="use this model (default: a fresh MNIST-sized model)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-train", action="store_true", help="skip the training steps (emulated bf16 is slow)")
     a = ap.parse_args()
     print(machine_line())
     if a.checkpoint:
@@ -58,7 +60,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(128, cfg.in_channels, cfg.image_size, cfg.image_size)
     y = torch.randint(0, max(cfg.num_classes, 1), (128,)) if cfg.conditional else None
-    for bf16 in (False, True):
+    for bf16 in () if a.no_train else (False, True):
         def step(bf16=bf16) -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss = cfm_loss(train_model, x, y, g)
@@ -67,6 +69,21 @@ def main() -> None:
             opt.step()
 
         print(f"train step, batch 128, {'bf16 autocast' if bf16 else 'fp32'}: {median_time(step, a.repeats):.3f} s")
+
+    import copy
+
+    standard = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    standard.channels_last = False
+    xs = torch.randn(64, cfg.in_channels, cfg.image_size, cfg.image_size)
+    ys = torch.arange(64) % cfg.num_classes if cfg.conditional else None
+    times: dict[str, list[float]] = {"standard": [], "channels-last": []}
+    with torch.inference_mode():
+        for _ in range(a.repeats):  # taking turns
+            for name, m in (("standard", standard), ("channels-last", model)):
+                times[name].append(median_time(lambda m=m: m(xs, 0.5, ys), 1))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"one network pass, batch 64: standard layout {med['standard'] * 1e3:.1f} ms, channels-last "
+          f"{med['channels-last'] * 1e3:.1f} ms, ratio {med['standard'] / med['channels-last']:.2f}")
 
     print("sampling (fp32, guidance 1):")
     print(f"{'solver':>8} {'steps':>5} {'NFE':>4} {'16 images s':>12} {'64 images s':>12}")

@@ -119,7 +119,10 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
+        # standard layout first: from channels-last, q/k/v would have unit stride in C/heads and SDPA would
+        # take its flash kernel, which has no double backward (the exact Jacobians of fmq.jacobians need it)
+        qkv = self.qkv(self.norm(x)).contiguous()
+        q, k, v = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)
         # (B, heads, HW, C/heads) for scaled_dot_product_attention
         out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
@@ -144,7 +147,13 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """Velocity field v(x, t, y). ``forward(x (B,C,H,W), t (B,) or scalar, y (B,) long or None)``."""
+    """Velocity field v(x, t, y). ``forward(x (B,C,H,W), t (B,) or scalar, y (B,) long or None)``.
+
+    Conv weights and activations are kept channels-last (``channels_last``; the output comes back in the
+    standard layout): 1.3-1.35x faster inference on this AVX2 machine (``benchmarks/bench_sampling.py``
+    prints both layouts side by side); training speed is unchanged."""
+
+    channels_last = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -183,6 +192,7 @@ class UNet(nn.Module):
 
         self.out_norm = nn.GroupNorm(groups, cur)
         self.out_conv = nn.Conv2d(cur, config.in_channels * p * p, 3, padding=1)
+        self.to(memory_format=torch.channels_last)
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=torch.float32, device=self.stem.weight.device)
@@ -198,7 +208,8 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, y, x.shape[0])
         p = self.config.patch_size
-        h = self.stem(F.pixel_unshuffle(x, p) if p > 1 else x)  # (B, ch, H/p, W/p)
+        h = F.pixel_unshuffle(x, p) if p > 1 else x
+        h = self.stem(h.contiguous(memory_format=torch.channels_last) if self.channels_last else h)
         hs = [h]
         for block in self.down:
             h = block(h, emb) if isinstance(block, ResBlock) else block(h)
@@ -210,7 +221,7 @@ class UNet(nn.Module):
             else:
                 h = block(h, hs[-1].shape[-2:])
         out = self.out_conv(F.silu(self.out_norm(h)))
-        return F.pixel_shuffle(out, p) if p > 1 else out  # (B, C, H, W)
+        return (F.pixel_shuffle(out, p) if p > 1 else out).contiguous()  # (B, C, H, W), standard layout
 
 
 def build_model(config: ModelConfig) -> UNet:

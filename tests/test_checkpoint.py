@@ -57,7 +57,7 @@ def test_pickle_and_torch_save_are_refused_without_unpickling(saved, tmp_path):
 
 def test_wrong_shapes_and_foreign_files(saved, tmp_path):
     model, _ = saved
-    sd = dict(model.state_dict())
+    sd = {k: v.contiguous() for k, v in model.state_dict().items()}  # safetensors wants the standard layout
     meta = {"fmq_format": "fmq-checkpoint/1", "model_config": model.config.to_json(), "meta": "{}"}
     name = "stem.weight"
     wrong = dict(sd, **{name: torch.zeros(8, 1, 5, 5)})
