@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine:
-#   make app    installs the runtime requirements and starts the Streamlit app
+#   make app    installs the runtime requirements, compiles the quantizer kernels once (cached after the
+#               first time) and starts the Streamlit app
 #   make test   installs the test requirements and runs the test suite (what CI runs)
 PYTHON ?= python3
 
@@ -12,6 +13,7 @@ install-test:
 	$(PYTHON) -m pip install -q -r requirements-test.txt
 
 app: install
+	$(PYTHON) -m fmq warmup
 	$(PYTHON) -m streamlit run app.py
 
 # The browser test drives Debian's chromium (never a downloaded browser build); CI runs as root on Debian.

@@ -110,6 +110,19 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="packed model path (.safetensors)")
 
 
+def _add_warmup(sub) -> None:
+    sub.add_parser("warmup", help="compile the quantizers' kernels once (numba caches them on disk)")
+
+
+def _cmd_warmup(a) -> int:
+    from .quant import warm_kernels
+
+    t0 = time.perf_counter()
+    warm_kernels()
+    print(f"quantizer kernels ready in {time.perf_counter() - t0:.1f} s (cached by numba for later runs)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fmq", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -118,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quantize(sub)
     _add_train_classifier(sub)
     _add_sweep(sub)
+    _add_warmup(sub)
     return parser
 
 
@@ -292,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     a.command_line = "python -m fmq " + " ".join(shlex.quote(s) for s in argv)
     try:
         return {"train": _cmd_train, "sample": _cmd_sample, "quantize": _cmd_quantize,
-                "train-classifier": _cmd_train_classifier, "sweep": _cmd_sweep}[a.cmd](a)
+                "train-classifier": _cmd_train_classifier, "sweep": _cmd_sweep, "warmup": _cmd_warmup}[a.cmd](a)
     except (CheckpointError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,3 +28,10 @@ def test_clear_errors(tmp_path, capsys):
     assert main(["train", "--dataset", "mnist", "--data", str(tmp_path / "none.npz"), "--out",
                  str(tmp_path / "m.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_warmup_compiles_the_kernels_and_says_so(capsys):
+    from fmq.cli import main
+
+    assert main(["warmup"]) == 0
+    assert "quantizer kernels ready" in capsys.readouterr().out

@@ -6,7 +6,7 @@ Every method at b bits uses at most 2**b levels per group, so all of them cost t
 =============  ===============================================================  ==================
 name           what                                                             module
 =============  ===============================================================  ==================
-ot             exact W2-optimal codebook (exact 1-D k-means, DP)                 :mod:`.ot`
+ot             exact W2-optimal codebook (exact 1-D k-means)                     :mod:`.ot`
 ot-equal-mass  the paper's OT: equal-count chunks of the sorted weights, means   :mod:`.ot`
 uniform        asymmetric min–max grid                                           :mod:`.uniform`
 pwl            piecewise linear, Fang et al. 2020 (non-overlapping, b bits)     :mod:`.pwl`
@@ -16,7 +16,8 @@ log2-paper     the paper's log grid per sign                                    
 =============  ===============================================================  ==================
 
 :mod:`.codebook` holds the shared ``Codebook`` type and the granularities, :mod:`.kmeans1d` the exact
-1-D k-means solver (its compiled DP in :mod:`.dp_kernels` and :mod:`.dp_group`), :mod:`.common` the
+1-D k-means solver (compiled: the Lagrangian search in :mod:`.dp_lagrange`, the DP in :mod:`.dp_kernels`
+and :mod:`.dp_group`), :mod:`.common` the
 tensor -> groups -> core plumbing, :mod:`.packing` the b-bit file format. :func:`quantize_tensors`
 quantizes many tensors in shared batches (what :func:`fmq.quantize.quantize_model` uses).
 """
@@ -47,6 +48,7 @@ __all__ = [
     "parse_granularity",
     "check_bits",
     "kmeans_1d",
+    "warm_kernels",
 ]
 
 _CORES = {
@@ -81,3 +83,22 @@ def quantize_tensors(ws: list[torch.Tensor], method: str, bits: int,
     if method not in _CORES:
         raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(_CORES)}")
     return make_codebooks(list(ws), bits, granularity, _CORES[method], method, ragged=method == "ot")
+
+
+def warm_kernels() -> None:
+    """Run every compiled (numba) kernel once on tiny inputs, so numba writes its on-disk cache: the first
+    quantization of a fresh checkout then costs about a second instead of half a minute of compiling."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    kmeans_1d(rng.normal(size=(2, 600)), 64)  # Lagrangian search
+    kmeans_1d(rng.normal(size=(2, 600)), 4)  # plain DP
+    kmeans_1d(rng.normal(size=(1, 3000)), 8, lengths=np.array([2990]))  # search on a padded row
+    kmeans_1d(np.arange(40.0)[None], 16)  # no λ gives 16 clusters of a grid: the layered DP
+    kmeans_1d(rng.normal(size=(1, 1 << 17)), 4)  # bin-bound windows
+    from .kmeans1d import kmeans_boundaries
+
+    v = np.sort(rng.normal(size=(1, 3000)), 1)
+    kmeans_boundaries(v, np.ones_like(v), 16, "halves")  # halves met in the middle
+    for bits in (2, 8):
+        pwl_core(rng.normal(size=(2, 600)), bits)
