@@ -225,6 +225,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
         dicts = [{**r.__dict__} for r in rows]
         stem = out.with_suffix("") if protocol == "generation" else out.with_name(out.stem + f"_{protocol}")
         title = f"{a.dataset}: {protocol} protocol, {a.granularity}, n={a.n}, {a.solver} {a.steps} steps"
+        if a.guidance != 1.0:
+            title += f", guidance {a.guidance:g}"
         claims = [c for c in PAPER_CLAIMS if c["dataset"] == a.dataset]
         save_fidelity_png(dicts, stem.with_suffix(".png"), claims, title)
         save_fidelity_html(dicts, stem.with_suffix(".html"), claims, title)
