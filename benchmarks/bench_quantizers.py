@@ -129,7 +129,7 @@ def bench_threads(checkpoint: str | None, repeats: int) -> None:
 
 def bench_search(checkpoint: str | None, repeats: int, ks: list[int]) -> None:
     from fmq.quant.dp_lagrange import lagrange_groups
-    from fmq.quant.kmeans1d import kmeans_boundaries, prefix_sums
+    from fmq.quant.kmeans1d import _LAGRANGE_ITERS, kmeans_boundaries, prefix_sums
 
     model, name = load_model(checkpoint)
     ws = [p.detach().double().numpy() for p in model.parameters() if p.ndim > 1]
@@ -151,7 +151,7 @@ def bench_search(checkpoint: str | None, repeats: int, ks: list[int]) -> None:
                 n = np.zeros(len(g), dtype=np.int64)
                 ok = np.zeros(len(g), dtype=bool)
                 lagrange_groups(*prefix_sums(g, np.ones_like(g)), k, np.zeros((len(g), k + 1), dtype=np.int64), ok,
-                                24, n)
+                                _LAGRANGE_ITERS, n)
                 solves += n[n > 0].tolist()
                 solved += int(ok.sum())
             med = {s: statistics.median(v) for s, v in times.items()}

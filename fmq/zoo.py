@@ -39,6 +39,7 @@ __all__ = [
     "paper_claims",
     "results_path",
     "asset_path",
+    "grid_note",
     "MAX_UPLOAD_BYTES",
     "DEFAULT_DATA_DIR",
     "sweep_inputs",
@@ -85,6 +86,14 @@ def results_path(name: str) -> Path:
 def asset_path(name: str) -> Path:
     """The sample grid the README and the Home page show (may not exist)."""
     return REPO_ROOT / "assets" / f"{name}.png"
+
+
+_GRID_NOTES = {"cifar10": "guidance 3 (one class per column); at guidance 1 few objects are recognisable"}
+
+
+def grid_note(name: str) -> str:
+    """How a shipped grid was drawn where it differs from the default sampling (else "")."""
+    return _GRID_NOTES.get(name, "")
 
 
 def ref_for(path: str | Path, name: str | None = None, title: str | None = None) -> ModelRef:

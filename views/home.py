@@ -10,7 +10,6 @@ from fmq.images import make_grid
 from views import _shared as sh
 
 HOME_SAMPLES = (9, 0, None, "heun", 8, 1.0)  # n, seed, class, solver, steps, guidance
-GRID_NOTES = {"cifar10": "guidance 3 (one class per column); at guidance 1 few objects are recognisable"}
 
 st.title("Does an image generator survive 2-bit weights?")
 st.markdown(
@@ -57,8 +56,8 @@ for col, name in zip(cols, zoo.ZOO):
             st.caption("not shipped yet")
         elif grid.is_file():
             st.image(str(grid), width="stretch")
-            if name in GRID_NOTES:
-                st.caption(GRID_NOTES[name])
+            if zoo.grid_note(name):
+                st.caption(zoo.grid_note(name))
         else:  # no committed grid yet: draw a few samples live (cached, so only the first visitor waits)
             with st.spinner("Sampling…"):
                 key, ck = sh.shipped_model(ref)

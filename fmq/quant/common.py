@@ -19,30 +19,11 @@ import torch
 
 from .codebook import Codebook, Granularity, check_bits, group_batches, parse_granularity
 
-__all__ = ["Core", "count_below", "searchsorted_rows", "nearest_level", "compact", "make_codebooks", "as_weight"]
+__all__ = ["Core", "searchsorted_rows", "nearest_level", "compact", "make_codebooks", "as_weight"]
 
 Core = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 _WORKERS = min(2, os.cpu_count() or 1)  # batches solved at once (bench_quantizers: 1.3-1.7x on 2 cores)
-
-
-def count_below(thresholds: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """For each row, how many of the sorted ``thresholds`` (B, T) are < x (B, n): bisection, log2 T steps."""
-    bsz, nt = thresholds.shape
-    if nt == 0:
-        return np.zeros(x.shape, dtype=np.int64)
-    if bsz == 1:
-        return np.searchsorted(thresholds[0], x[0], side="left")[None, :]
-    lo = np.zeros(x.shape, dtype=np.int64)
-    hi = np.full(x.shape, nt, dtype=np.int64)
-    while True:
-        active = lo < hi
-        if not active.any():
-            return lo
-        mid = (lo + hi) // 2
-        below = np.take_along_axis(thresholds, np.minimum(mid, nt - 1), 1) < x
-        lo = np.where(active & below, mid + 1, lo)
-        hi = np.where(active & ~below, mid, hi)
 
 
 def searchsorted_rows(a: np.ndarray, v: np.ndarray, side: str = "left") -> np.ndarray:

@@ -171,7 +171,7 @@ def layer_minima(dprev, doff, wj, s1j, s2j, wi, s1i, s2i, row_lo, row_hi, cand_l
 
 @njit(cache=True, nogil=True)
 def count_below_rows(thresholds, x, out):
-    """out[b, i] = how many of the sorted thresholds[b] are < x[b, i] (a compiled
-    :func:`fmq.quant.common.count_below`: a binary search per weight, no (B, n) temporaries)."""
+    """out[b, i] = how many of the sorted thresholds[b] are < x[b, i]: a binary search per weight, no
+    (B, n) temporaries."""
     for b in range(x.shape[0]):
         out[b] = np.searchsorted(thresholds[b], x[b], side="left")

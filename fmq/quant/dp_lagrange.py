@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .dp_kernels import _entry
+
 __all__ = ["lagrange_groups"]
 
 _RHO0 = 5.44  # λ k³ / S2 of a Gaussian at high resolution, (∫p^{1/3})³ / (6 var): the first guess
@@ -35,10 +37,8 @@ _RHO0 = 5.44  # λ k³ / S2 of a Gaussian at high resolution, (∫p^{1/3})³ / (
 
 @njit(cache=True, inline="always")
 def _val(f, w, s1, s2, t, i):
-    dw = w[i] - w[t]
-    ds = s1[i] - s1[t]
-    c = s2[i] - s2[t] - ds * ds / (dw if dw > 1.0 else 1.0)
-    return f[t] + (c if c > 0.0 else 0.0)
+    """F(t) + cost(t, i): the DP entry of :func:`fmq.quant.dp_kernels._entry` with F as the previous layer."""
+    return _entry(f, t, w, s1, s2, t, w[i], s1[i], s2[i])
 
 
 @njit(cache=True)

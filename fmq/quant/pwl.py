@@ -58,7 +58,7 @@ def _assign(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarra
 
 
 def _error(x: np.ndarray, m: np.ndarray, p: np.ndarray, bits: int) -> np.ndarray:
-    """E(p) per group, directly."""
+    """E(p) per group, directly: the reference the compiled search (:func:`_cell_errors`) is tested against."""
     q = np.take_along_axis(pwl_levels(m, p, bits), _assign(x, m, p, bits), 1)
     return ((x - q) ** 2).sum(axis=1)
 
