@@ -110,6 +110,29 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="packed model path (.safetensors)")
 
 
+def _add_plot(sub) -> None:
+    p = sub.add_parser("plot", help="redraw a sweep's PNG and HTML plots from its results CSV")
+    p.add_argument("csv", nargs="+", help="results CSV(s) written by sweep, e.g. results/mnist.csv")
+
+
+def _cmd_plot(a) -> int:
+    from .plots import save_sweep_plots
+    from .sweep import PAPER_CLAIMS, read_results
+
+    for path in a.csv:
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such results CSV")
+        rows = read_results(path)
+        need = {"dataset", "method", "bits", "protocol", "granularity", "ssim", "ssim_lo", "ssim_hi", "psnr",
+                "psnr_lo", "psnr_hi", "n", "solver", "steps", "guidance"}
+        if not rows or need - set(rows[0]):
+            missing = sorted(need - set(rows[0])) if rows else "every row"
+            raise ValueError(f"{path} is not a sweep results CSV (missing: {missing})")
+        written = save_sweep_plots(rows, path, PAPER_CLAIMS)
+        print(f"{path}: wrote " + ", ".join(str(w) for w in written))
+    return 0
+
+
 def _add_warmup(sub) -> None:
     sub.add_parser("warmup", help="compile the quantizers' kernels once (numba caches them on disk)")
 
@@ -132,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_classifier(sub)
     _add_sweep(sub)
     _add_warmup(sub)
+    _add_plot(sub)
     return parser
 
 
@@ -201,7 +225,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
-    from .plots import save_fidelity_html, save_fidelity_png
+    from .plots import save_sweep_plots
     from .sweep import PAPER_CLAIMS, SweepConfig, iter_sweep, write_csv
     from .zoo import checkpoint_dir, sweep_inputs
 
@@ -222,14 +246,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
                         desc=f"{a.dataset} {protocol}", file=sys.stderr):
             rows.append(row)
         rows_all.extend(rows)
-        dicts = [{**r.__dict__} for r in rows]
-        stem = out.with_suffix("") if protocol == "generation" else out.with_name(out.stem + f"_{protocol}")
-        title = f"{a.dataset}: {protocol} protocol, {a.granularity}, n={a.n}, {a.solver} {a.steps} steps"
-        if a.guidance != 1.0:
-            title += f", guidance {a.guidance:g}"
-        claims = [c for c in PAPER_CLAIMS if c["dataset"] == a.dataset]
-        save_fidelity_png(dicts, stem.with_suffix(".png"), claims, title)
-        save_fidelity_html(dicts, stem.with_suffix(".html"), claims, title)
+    save_sweep_plots([{**r.__dict__, "dataset": a.dataset} for r in rows_all], out, PAPER_CLAIMS)
     write_csv(rows_all, out, dataset=a.dataset)
     print(f"wrote {out} ({len(rows_all)} rows) with PNG and HTML plots beside it")
     return 0
@@ -308,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     a.command_line = "python -m fmq " + " ".join(shlex.quote(s) for s in argv)
     try:
         return {"train": _cmd_train, "sample": _cmd_sample, "quantize": _cmd_quantize,
-                "train-classifier": _cmd_train_classifier, "sweep": _cmd_sweep, "warmup": _cmd_warmup}[a.cmd](a)
+                "train-classifier": _cmd_train_classifier, "sweep": _cmd_sweep, "warmup": _cmd_warmup,
+                "plot": _cmd_plot}[a.cmd](a)
     except (CheckpointError, DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["METHOD_COLORS", "fidelity_figure", "save_fidelity_png", "save_fidelity_html"]
+__all__ = ["METHOD_COLORS", "fidelity_figure", "save_fidelity_png", "save_fidelity_html", "save_sweep_plots",
+           "ssim_range"]
 
 METHOD_COLORS = {
     "ot": "#d62728", "ot-equal-mass": "#ff7f0e", "uniform": "#1f77b4", "pwl": "#2ca02c", "log2": "#9467bd",
@@ -19,6 +20,20 @@ def _by_method(rows: list[dict]) -> dict[str, list[dict]]:
     for r in sorted(rows, key=lambda r: (r["method"], r["bits"])):
         out.setdefault(r["method"], []).append(r)
     return out
+
+
+def ssim_range(values) -> list[float]:
+    """y range of an SSIM axis: 0 to 1 with a margin, reaching down to the lowest value when one is negative
+    (SSIM goes down to -1; a fixed axis from 0 hid such points below the frame)."""
+    import math
+
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    low = min(finite, default=0.0)
+    return [-0.05 if low >= 0 else math.floor((low - 0.05) * 10) / 10, 1.05]
+
+
+def _ssim_values(rows: list[dict]) -> list[float]:
+    return [r[k] for r in rows for k in ("ssim", "ssim_lo")]
 
 
 def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: str = ""):
@@ -45,7 +60,7 @@ def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: s
                         hovertext=f"paper: {c['method']} {c['bits']}-bit {c['metric']} {c['relation']} {c['value']}",
                         hoverinfo="text", name="paper claim")
     fig.update_xaxes(title_text="bits per weight (index)", dtick=1)
-    fig.update_yaxes(range=[-0.05, 1.05], row=1, col=1)
+    fig.update_yaxes(range=ssim_range(_ssim_values(rows)), row=1, col=1)
     fig.update_layout(title=title, template="plotly_white", height=420, legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -75,7 +90,7 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
         marker = {"≈": "*", ">": "^", "<": "v"}[c["relation"]]
         ax.scatter([c["bits"]], [c["value"]], marker=marker, s=90, facecolors="none",
                    edgecolors=METHOD_COLORS.get(c["method"], "#444"), linewidths=1.2)
-    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=(-0.05, 1.05))
+    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=tuple(ssim_range(_ssim_values(rows))))
     axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index)")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -88,3 +103,23 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def save_sweep_plots(rows: list[dict], out: str | Path, claims: list[dict] | None = None) -> list[Path]:
+    """PNG and HTML plots of a sweep's rows beside its CSV ``out``: ``D.png``/``D.html`` for the generation
+    protocol, ``D_<protocol>.png``/``.html`` for the others. Titles come from the rows' own settings, so a
+    results CSV redraws the very plots its sweep wrote."""
+    out = Path(out)
+    written = []
+    for protocol in dict.fromkeys(r["protocol"] for r in rows):
+        rs = [r for r in rows if r["protocol"] == protocol]
+        r0 = rs[0]
+        title = (f"{r0['dataset']}: {protocol} protocol, {r0['granularity']}, n={r0['n']}, "
+                 f"{r0['solver']} {r0['steps']} steps")
+        if float(r0["guidance"]) != 1.0:
+            title += f", guidance {float(r0['guidance']):g}"
+        cl = [c for c in claims or [] if c["dataset"] == r0["dataset"]]
+        stem = out.with_suffix("") if protocol == "generation" else out.with_name(out.stem + f"_{protocol}")
+        written.append(save_fidelity_png(rs, stem.with_suffix(".png"), cl, title))
+        written.append(save_fidelity_html(rs, stem.with_suffix(".html"), cl, title))
+    return written

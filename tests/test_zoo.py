@@ -66,3 +66,21 @@ def test_cli_sweep_writes_csv_and_plots(tmp_path, monkeypatch, capsys):
     for name in ("toy.png", "toy.html", "toy_velocity.png", "toy_velocity.html"):
         assert (out.parent / name).stat().st_size > 0
     assert "8 rows" in capsys.readouterr().out
+    # `plot` redraws the same four files from the CSV alone, titled by the rows' own settings
+    for name in ("toy.png", "toy.html", "toy_velocity.png", "toy_velocity.html"):
+        (out.parent / name).unlink()
+    assert main(["plot", str(out)]) == 0
+    for name in ("toy.png", "toy.html", "toy_velocity.png", "toy_velocity.html"):
+        assert (out.parent / name).stat().st_size > 0
+    assert "toy: generation protocol, channel, n=4, heun 2 steps" in (out.parent / "toy.html").read_text()
+    assert "toy: velocity protocol, channel, n=4, heun 2 steps" in (out.parent / "toy_velocity.html").read_text()
+
+
+def test_cli_plot_rejects_what_is_not_a_results_csv(tmp_path, capsys):
+    foreign = tmp_path / "other.csv"
+    foreign.write_text("a,b\n1,2\n")
+    assert main(["plot", str(foreign)]) == 2
+    assert "not a sweep results CSV" in capsys.readouterr().err
+    assert main(["plot", str(tmp_path / "missing.csv")]) == 2
+    assert "no such results CSV" in capsys.readouterr().err
+    assert not (tmp_path / "other.png").exists()
