@@ -1,10 +1,12 @@
 """Speed of training and sampling on the MNIST-sized model (prints figures; not a test).
 
     python benchmarks/bench_sampling.py [--checkpoint checkpoints/mnist.safetensors] [--repeats 5] [--no-train]
+                                        [--no-bf16] [--compile-train]
 
 Prints a machine line, then medians over ``--repeats`` runs of: seconds per training step at batch 128
-(FP32 and bf16 autocast), one network pass at batch 64 in the standard and the channels-last layout
-(taking turns), and seconds to sample 16 and 64 images per solver and step count.
+(FP32, bf16 autocast unless ``--no-bf16``, and with ``--compile-train`` an FP32 step through
+``torch.compile``, its compile time printed apart), one network pass at batch 64 in the standard and the
+channels-last layout (taking turns), and seconds to sample 16 and 64 images per solver and step count.
 Target (issue 2): 16 MNIST images with Heun at 20 steps in under 1 s.
 """
 
@@ -42,6 +44,8 @@ def main() -> None:
     ap.add_argument("--checkpoint", default=None, help="use this model (default: a fresh MNIST-sized model)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-train", action="store_true", help="skip the training steps (emulated bf16 is slow)")
+    ap.add_argument("--no-bf16", action="store_true", help="time the training step in FP32 only")
+    ap.add_argument("--compile-train", action="store_true", help="also time a torch.compile'd FP32 training step")
     a = ap.parse_args()
     print(machine_line())
     if a.checkpoint:
@@ -55,20 +59,29 @@ def main() -> None:
     print(f"model: {count_parameters(model):,} parameters, {cfg.image_size}x{cfg.image_size}x{cfg.in_channels}, "
           f"patch {cfg.patch_size}, base {cfg.base_channels}, mults {cfg.channel_mults}")
 
-    train_model = UNet(cfg)
-    opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
-    g = torch.Generator().manual_seed(0)
     x = torch.randn(128, cfg.in_channels, cfg.image_size, cfg.image_size)
     y = torch.randint(0, max(cfg.num_classes, 1), (128,)) if cfg.conditional else None
-    for bf16 in () if a.no_train else (False, True):
-        def step(bf16=bf16) -> None:
+    variants = [] if a.no_train else ["fp32"] + ([] if a.no_bf16 else ["bf16 autocast"]) + (
+        ["fp32 torch.compile"] if a.compile_train else [])
+    for variant in variants:
+        torch.manual_seed(0)
+        train_model = UNet(cfg)
+        net = torch.compile(train_model) if "compile" in variant else train_model
+        opt = torch.optim.AdamW(train_model.parameters(), lr=1e-4)
+        g = torch.Generator().manual_seed(0)
+
+        def step(net=net, opt=opt, g=g, bf16="bf16" in variant) -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = cfm_loss(train_model, x, y, g)
+                loss = cfm_loss(net, x, y, g)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-        print(f"train step, batch 128, {'bf16 autocast' if bf16 else 'fp32'}: {median_time(step, a.repeats):.3f} s")
+        if "compile" in variant:
+            t0 = time.perf_counter()
+            step()  # compiles forward and backward
+            print(f"torch.compile of the training step: {time.perf_counter() - t0:.0f} s (first step)")
+        print(f"train step, batch 128, {variant}: {median_time(step, a.repeats):.3f} s")
 
     import copy
 
