@@ -120,15 +120,10 @@ def _cmd_plot(a) -> int:
     from .sweep import PAPER_CLAIMS, read_results
 
     for path in a.csv:
-        if not Path(path).is_file():
-            raise ValueError(f"{path}: no such results CSV")
         rows = read_results(path)
-        need = {"dataset", "method", "bits", "protocol", "granularity", "ssim", "ssim_lo", "ssim_hi", "psnr",
-                "psnr_lo", "psnr_hi", "n", "solver", "steps", "guidance"}
-        if not rows or need - set(rows[0]):
-            missing = sorted(need - set(rows[0])) if rows else "every row"
-            raise ValueError(f"{path} is not a sweep results CSV (missing: {missing})")
-        written = save_sweep_plots(rows, path, PAPER_CLAIMS)
+        if not rows:
+            raise ValueError(f"{path} has no rows to plot")
+        written = save_sweep_plots(rows, path, PAPER_CLAIMS)  # ValueError when columns are missing
         print(f"{path}: wrote " + ", ".join(str(w) for w in written))
     return 0
 

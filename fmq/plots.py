@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = ["METHOD_COLORS", "fidelity_figure", "save_fidelity_png", "save_fidelity_html", "save_sweep_plots",
-           "ssim_range"]
+           "ssim_range", "ssim_values"]
 
 METHOD_COLORS = {
     "ot": "#d62728", "ot-equal-mass": "#ff7f0e", "uniform": "#1f77b4", "pwl": "#2ca02c", "log2": "#9467bd",
@@ -32,8 +32,9 @@ def ssim_range(values) -> list[float]:
     return [-0.05 if low >= 0 else math.floor((low - 0.05) * 10) / 10, 1.05]
 
 
-def _ssim_values(rows: list[dict]) -> list[float]:
-    return [r[k] for r in rows for k in ("ssim", "ssim_lo")]
+def ssim_values(rows: list[dict]) -> list[float]:
+    """The SSIMs a plot of these rows draws lowest: each point and the bottom of its interval."""
+    return [r.get(k) for r in rows for k in ("ssim", "ssim_lo")]
 
 
 def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: str = ""):
@@ -60,7 +61,7 @@ def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: s
                         hovertext=f"paper: {c['method']} {c['bits']}-bit {c['metric']} {c['relation']} {c['value']}",
                         hoverinfo="text", name="paper claim")
     fig.update_xaxes(title_text="bits per weight (index)", dtick=1)
-    fig.update_yaxes(range=ssim_range(_ssim_values(rows)), row=1, col=1)
+    fig.update_yaxes(range=ssim_range(ssim_values(rows)), row=1, col=1)
     fig.update_layout(title=title, template="plotly_white", height=420, legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -90,7 +91,7 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
         marker = {"≈": "*", ">": "^", "<": "v"}[c["relation"]]
         ax.scatter([c["bits"]], [c["value"]], marker=marker, s=90, facecolors="none",
                    edgecolors=METHOD_COLORS.get(c["method"], "#444"), linewidths=1.2)
-    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=tuple(ssim_range(_ssim_values(rows))))
+    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=tuple(ssim_range(ssim_values(rows))))
     axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index)")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -105,11 +106,18 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
     return path
 
 
+_SWEEP_PLOT_COLUMNS = ("dataset", "method", "bits", "protocol", "granularity", "n", "solver", "steps", "guidance",
+                       "ssim", "ssim_lo", "ssim_hi", "psnr", "psnr_lo", "psnr_hi")  # what the plots and titles read
+
+
 def save_sweep_plots(rows: list[dict], out: str | Path, claims: list[dict] | None = None) -> list[Path]:
     """PNG and HTML plots of a sweep's rows beside its CSV ``out``: ``D.png``/``D.html`` for the generation
     protocol, ``D_<protocol>.png``/``.html`` for the others. Titles come from the rows' own settings, so a
     results CSV redraws the very plots its sweep wrote."""
     out = Path(out)
+    missing = [k for k in _SWEEP_PLOT_COLUMNS if any(k not in r for r in rows)]
+    if missing:
+        raise ValueError(f"{out} is not a sweep results CSV (missing columns: {', '.join(missing)})")
     written = []
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         rs = [r for r in rows if r["protocol"] == protocol]

@@ -277,7 +277,7 @@ def write_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> Path
 
 
 def read_results(path: str | Path) -> list[dict]:
-    """Rows of a sweep CSV as dicts with numbers parsed (nan where empty)."""
+    """Rows of a sweep CSV as dicts with numbers parsed (nan where empty); ValueError when there is no file."""
     import csv
 
     def num(v: str):
@@ -291,6 +291,8 @@ def read_results(path: str | Path) -> list[dict]:
             except ValueError:
                 return v
 
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such results CSV")
     with open(path, newline="") as f:
         return [{k: num(v) if k not in ("dataset", "method", "protocol", "granularity", "solver") else v
                  for k, v in row.items()} for row in csv.DictReader(f)]

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq import zoo
-from fmq.plots import ssim_range
+from fmq.plots import ssim_range, ssim_values
 from views import _shared as sh
 
 BITS = tuple(range(1, 9))
@@ -56,9 +56,7 @@ def figure(metric: str, live: list[dict]) -> go.Figure:
                       height=400, margin={"t": 30}, legend={"orientation": "h", "y": -0.25})
     fig.update_xaxes(tickvals=list(BITS), range=[0.6, 8.4])
     if metric == "ssim":
-        shown = [*live, *(shipped.to_dict("records") if not shipped.empty and metric in shipped else [])]
-        fig.update_yaxes(range=ssim_range(v for r in shown if r.get("method") in sett.methods
-                                          for v in (r.get("ssim"), r.get("ssim_lo"))))
+        fig.update_yaxes(range=ssim_range(ssim_values([*live, *shipped.to_dict("records")])))
     return fig
 
 
