@@ -140,11 +140,9 @@ def quantizers_available() -> bool:
 
 
 def method_names() -> list[str]:
-    """The quantizer names fmq knows, in registry order ([] until fmq.quant exists)."""
-    try:
-        from .quant import METHODS
-    except ImportError:
-        return []
+    """The quantizer names fmq knows, in registry order (:data:`fmq.methods.METHODS`)."""
+    from .methods import METHODS
+
     return list(METHODS)
 
 

@@ -18,65 +18,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 
 import torch
 from torch import nn
 
 from .metrics import w2_distance
-from .quant import METHODS, Codebook, check_bits, parse_granularity, quantize_tensors
+from .qconfig import SCOPES, CalibConfig, QuantConfig, select_tensors
+from .quant import Codebook, quantize_tensors
 from .quant.common import as_weight
 
-__all__ = ["QuantConfig", "LayerReport", "QuantReport", "quantize_model", "select_tensors", "SCOPES"]
-
-SCOPES = ("weights", "all")
-_WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
-                   nn.Linear)
-
-
-@dataclass(frozen=True)
-class QuantConfig:
-    method: str = "ot"  # a key of fmq.quant.METHODS
-    bits: int = 4  # index bits per weight, 1..8 (at most 2**bits levels per group)
-    granularity: str = "channel"  # "tensor" | "channel" | "group:G" (G consecutive input weights)
-    scope: str = "weights"  # "weights": Conv/Linear weights; "all": every float tensor (the paper's protocol)
-    skip: tuple[str, ...] = ()  # tensor or module names (fnmatch patterns) kept in FP32
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown quantization method {self.method!r}; choose one of {', '.join(METHODS)}")
-        check_bits(self.bits)
-        object.__setattr__(self, "granularity", str(parse_granularity(self.granularity)))
-        if self.scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
-        skip = (self.skip,) if isinstance(self.skip, str) else tuple(self.skip)
-        object.__setattr__(self, "skip", tuple(str(s) for s in skip))
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["skip"] = list(self.skip)
-        return d
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> QuantConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown quant config fields: {sorted(unknown)}")
-        d = dict(d)
-        if "skip" in d:
-            d["skip"] = tuple(d["skip"])
-        return cls(**d)
-
-    @classmethod
-    def from_json(cls, s: str) -> QuantConfig:
-        return cls.from_dict(json.loads(s))
-
+__all__ = ["QuantConfig", "CalibConfig", "LayerReport", "QuantReport", "quantize_model", "select_tensors", "SCOPES"]
 
 @dataclass
 class LayerReport:
@@ -138,25 +91,6 @@ class QuantReport:
             "summary": {"numel": self.numel, "mse": self.mse, "w2": self.w2, "bits_per_weight": self.bits_per_weight,
                         "model_bits_per_weight": self.model_bits_per_weight},
         }
-
-
-def _skipped(name: str, patterns: tuple[str, ...]) -> bool:
-    module = name.rpartition(".")[0]
-    return any(fnmatchcase(name, p) or fnmatchcase(module, p) or name.startswith(p + ".") for p in patterns)
-
-
-def select_tensors(model: nn.Module, config: QuantConfig) -> tuple[list[str], list[str]]:
-    """State-dict names to quantize and to keep in FP32 under ``config.scope`` and ``config.skip``."""
-    if config.scope == "weights":
-        wanted = {f"{m_name}.weight" if m_name else "weight" for m_name, mod in model.named_modules()
-                  if isinstance(mod, _WEIGHT_MODULES) and getattr(mod, "weight", None) is not None}
-    else:
-        wanted = None
-    chosen, kept = [], []
-    for name, t in model.state_dict().items():
-        ok = t.is_floating_point() and (wanted is None or name in wanted) and not _skipped(name, config.skip)
-        (chosen if ok else kept).append(name)
-    return chosen, kept
 
 
 def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, QuantReport]:
