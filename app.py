@@ -13,6 +13,9 @@ import streamlit as st
 
 from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError
+from fmq.models import count_parameters
+from fmq.quant import BITS
+from fmq.sampling import SOLVER_TABLE, evaluations
 from views import _shared as sh
 
 st.set_page_config(page_title="fmq: low-bit flow matching", page_icon=":material/blur_on:", layout="wide")
@@ -28,7 +31,6 @@ PAGES = [
     st.Page("views/compression.py", title="Compression", icon=":material/compress:"),
 ]
 DEFAULT_METHODS = ("ot", "uniform")
-EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "sde": 1}
 
 
 def _upload_box() -> None:
@@ -74,12 +76,9 @@ def sidebar() -> None:
     side.selectbox("Data set", list(models), key="model_id", format_func=models.get)
 
     methods = compare.method_names()
-    if methods:
-        st.session_state.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
-        side.multiselect("Quantizers", methods, key="methods", help="Each is compared with the FP32 model.")
-    else:
-        side.caption("Quantizers: not in this build yet (fmq.quantize).")
-    side.slider("Bits per weight", 1, 8, 2, key="bits")
+    st.session_state.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
+    side.multiselect("Quantizers", methods, key="methods", help="Each is compared with the FP32 model.")
+    side.slider("Bits per weight", BITS[0], BITS[-1], 2, key="bits")
     c1, c2 = side.columns(2)
     c1.selectbox("Granularity", sh.GRANULARITIES, key="granularity",
                  help="One codebook per tensor, per output channel, or per group of weights.")
@@ -88,7 +87,7 @@ def sidebar() -> None:
 
     c1, c2 = side.columns(2)
     c1.selectbox("Solver", sh.SOLVERS, key="solver", help="ODE solver from noise (t=0) to image (t=1).")
-    if st.session_state.get("solver") == "dopri5":
+    if SOLVER_TABLE[st.session_state.get("solver", "heun")].adaptive:
         c2.caption("adaptive steps")
     else:
         c2.number_input("Steps", 1, 100, 8, key="steps")
@@ -112,9 +111,9 @@ def sidebar() -> None:
                          "(its grid on Home uses 3); the shipped sweeps use 1.")
     else:
         st.session_state["label"], st.session_state["guidance"] = "any", 1.0
-    nfe = "adaptive" if sett.solver == "dopri5" else EVALS_PER_STEP[sett.solver] * sett.steps
-    side.caption(f"{ck.config.image_size}px · {sum(p.numel() for p in ck.model.parameters()):,} weights · "
-                 f"{nfe} evaluations per run")
+    nfe = evaluations(sett.solver, sett.steps)
+    side.caption(f"{ck.config.image_size}px · {count_parameters(ck.model):,} weights · "
+                 + ("adaptive number of evaluations" if nfe is None else f"{nfe} evaluations per run"))
 
 
 sidebar()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fmq.sweep import PAPER_CLAIMS, read_results  # noqa: E402
+from fmq.quant import BITS  # noqa: E402
+from fmq.results import PAPER_CLAIMS, read_results  # noqa: E402
 
 METHODS = ("ot", "ot-equal-mass", "uniform", "pwl", "log2")
 
@@ -55,7 +56,7 @@ def main() -> None:
     print()
     print("Spread of mean SSIM over the methods (generation protocol): " + "; ".join(spreads))
     print()
-    print("| data set | method | " + " | ".join(f"{b} bits" for b in range(1, 9)) + " |")
+    print("| data set | method | " + " | ".join(f"{b} bits" for b in BITS) + " |")
     print("|---|---|" + "---|" * 8)
     for path in paths:
         rows = [r for r in read_results(path) if r["protocol"] == "generation"]
@@ -64,10 +65,10 @@ def main() -> None:
         ds = rows[0]["dataset"]
         get = {(r["method"], r["bits"]): r["ssim"] for r in rows}
         measured = {k: v for k, v in get.items() if v == v}  # NaN rows: a width a method does not have
-        best = {b: max((v for (_, bb), v in measured.items() if bb == b), default=None) for b in range(1, 9)}
+        best = {b: max((v for (_, bb), v in measured.items() if bb == b), default=None) for b in BITS}
         for m in METHODS:
             cells = []
-            for b in range(1, 9):
+            for b in BITS:
                 v = measured.get((m, b))
                 cells.append("" if v is None else f"**{v:.3f}**" if v == best[b] else f"{v:.3f}")
             print(f"| {ds} | {m} | " + " | ".join(cells) + " |")

@@ -34,7 +34,7 @@ from torch import nn
 
 from .jacobians import local_lipschitz, param_frobenius, param_gain
 from .lipschitz import network_bound
-from .sampling import FIXED_STEP_ORDER, VelocityField, integrate
+from .sampling import FIXED_STEP_ORDER, SOLVER_TABLE, VelocityField, integrate
 
 __all__ = [
     "BoundReport",
@@ -46,8 +46,6 @@ __all__ = [
     "fp32_sensitivity",
     "degradation_report",
 ]
-
-_STAGES = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}  # velocity evaluations per step
 
 
 def _norms(x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +117,7 @@ def _run(model, noise, y, guidance, solver, steps) -> tuple[torch.Tensor, torch.
         return calls[-1]
 
     _, _, states = integrate(rec, noise, solver, steps, save_times=[k / steps for k in range(steps + 1)])
-    s = _STAGES[solver]
+    s = SOLVER_TABLE[solver].evals_per_step
     if len(calls) != steps * s:
         raise RuntimeError(f"{solver} made {len(calls)} evaluations for {steps} steps, expected {steps * s}")
     return torch.stack(states), torch.stack(calls[::s])  # each step's first stage is at (x_k, t_k)

@@ -12,6 +12,7 @@ and every tensor must match the configured model's names, shapes and dtypes exac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from .models import ModelConfig, UNet
 
@@ -32,6 +34,7 @@ __all__ = [
     "read_header",
     "atomic_save_tensors",
     "load_tensors",
+    "fingerprint",
 ]
 
 FORMAT = "fmq-checkpoint/1"
@@ -162,3 +165,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     model.to(device).eval()
     model.requires_grad_(False)
     return Checkpoint(model=model, config=config, meta=meta, path=path)
+
+
+def fingerprint(model: nn.Module) -> str:
+    """sha256 over every tensor of the state dict (names and bytes): proves a model was not mutated."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

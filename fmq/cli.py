@@ -117,7 +117,7 @@ def _add_plot(sub) -> None:
 
 def _cmd_plot(a) -> int:
     from .plots import save_sweep_plots
-    from .sweep import PAPER_CLAIMS, read_results
+    from .results import PAPER_CLAIMS, read_results
 
     for path in a.csv:
         rows = read_results(path)
@@ -221,7 +221,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
 
     from .checkpoint import load_checkpoint
     from .plots import save_sweep_plots
-    from .sweep import PAPER_CLAIMS, SweepConfig, iter_sweep, write_csv
+    from .results import PAPER_CLAIMS, write_csv
+    from .sweep import SweepConfig, iter_sweep
     from .zoo import checkpoint_dir, sweep_inputs
 
     ckpt = Path(a.checkpoint) if a.checkpoint else checkpoint_dir() / f"{a.dataset}.safetensors"

@@ -32,7 +32,6 @@ __all__ = [
     "generate",
     "score",
     "quantize",
-    "quantizers_available",
     "method_names",
     "compare",
     "result_row",
@@ -127,16 +126,6 @@ def score(ref: Run, test: Run) -> Scores:
     dev = np.array([float(deviation(a, b).mean()) for a, b in zip(ref.trajectory, test.trajectory)])
     return Scores(ssim_per_image(ref.images, test.images), psnr_per_image(ref.images, test.images),
                   absdiff.cpu().numpy(), list(ref.times), dev)
-
-
-def quantizers_available() -> bool:
-    """Whether fmq.quantize (another issue's work) is importable yet."""
-    try:
-        from . import quantize  # noqa: F401
-        from .quant import METHODS  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def method_names() -> list[str]:

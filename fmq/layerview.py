@@ -20,6 +20,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from .metrics import w2_distance
+from .models import count_parameters
 
 __all__ = ["LayerView", "weight_layers", "slice_count", "layer_view", "layer_table", "fp32_bytes",
            "CompressionRow", "pack"]
@@ -119,7 +120,7 @@ def pack(model: nn.Module, config: Any, source_meta: dict | None = None,
     finally:
         os.remove(tmp)
     full = fp32_bytes(model)
-    params = sum(p.numel() for p in model.parameters())
+    params = count_parameters(model)
     row = CompressionRow(config.method, int(config.bits), full, len(data), params, 8 * len(data) / params,
                          full / len(data))
     return row, data

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["MethodSpec", "METHODS", "method_spec", "check_method_bits", "plain_methods", "BITS"]
+from .quant.codebook import BITS  # the one bit range, re-exported beside the registry
 
-BITS = tuple(range(1, 9))  # the index widths a plain method can use
+__all__ = ["MethodSpec", "METHODS", "method_spec", "check_method_bits", "plain_methods", "BITS"]
 
 
 @dataclass(frozen=True)

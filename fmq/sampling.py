@@ -31,10 +31,53 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["SOLVERS", "FIXED_STEP_ORDER", "SampleResult", "VelocityField", "make_noise", "integrate", "sample"]
+__all__ = ["SolverInfo", "SOLVER_TABLE", "SOLVERS", "FIXED_STEP_ORDER", "evaluations", "describe_steps",
+           "SampleResult", "VelocityField", "make_noise", "integrate", "sample"]
 
-FIXED_STEP_ORDER = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
-SOLVERS = (*FIXED_STEP_ORDER, "dopri5", "sde")
+
+@dataclass(frozen=True)
+class SolverInfo:
+    """What a page, the CLI or the bound needs to know about a solver."""
+
+    name: str
+    order: int | None  # global order of a deterministic fixed-step solver; None for dopri5 and the SDE
+    evals_per_step: int | None  # velocity evaluations per step; None when the solver picks its own steps
+    summary: str  # one line for a person choosing it
+
+    @property
+    def adaptive(self) -> bool:
+        return self.evals_per_step is None
+
+
+# the one table of solver facts: the app's solver list, NFE counts, the bound's stages all read it
+SOLVER_TABLE: dict[str, SolverInfo] = {s.name: s for s in (
+    SolverInfo("euler", 1, 1, "Euler: one evaluation per step, first order"),
+    SolverInfo("midpoint", 2, 2, "explicit midpoint: two evaluations per step, second order"),
+    SolverInfo("heun", 2, 2, "Heun (trapezoid predictor-corrector): two evaluations per step, second order"),
+    SolverInfo("rk4", 4, 4, "classical Runge-Kutta: four evaluations per step, fourth order"),
+    SolverInfo("dopri5", None, None, "adaptive Dormand-Prince 5(4) (torchdiffeq): it picks its own steps"),
+    SolverInfo("sde", None, 1, "Euler-Maruyama on the equivalent SDE: one evaluation per step, adds noise"),
+)}
+SOLVERS = tuple(SOLVER_TABLE)
+FIXED_STEP_ORDER = {n: s.order for n, s in SOLVER_TABLE.items() if s.order is not None}
+
+
+def _info(solver: str) -> SolverInfo:
+    if solver not in SOLVER_TABLE:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    return SOLVER_TABLE[solver]
+
+
+def evaluations(solver: str, steps: int) -> int | None:
+    """Velocity evaluations of one run (a guided evaluation counts once); None for an adaptive solver."""
+    s = _info(solver)
+    return None if s.adaptive else s.evals_per_step * int(steps)
+
+
+def describe_steps(solver: str, steps: int) -> str:
+    """"heun × 8 steps", or "dopri5 (adaptive steps)" where a step count would be meaningless."""
+    return f"{solver} (adaptive steps)" if _info(solver).adaptive else f"{solver} × {steps} steps"
+
 
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t scalar tensor) -> dx/dt
 
@@ -105,9 +148,7 @@ def integrate(
     Fixed-step solvers and ``sde`` save the grid states nearest to ``save_times`` (the returned times
     are the grid times); ``dopri5`` saves at exactly ``save_times``.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    if solver == "dopri5":
+    if _info(solver).adaptive:
         return _dopri5(v, x0, save_times, rtol, atol)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")

@@ -30,42 +30,30 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import fingerprint
 from .compare import generate, score
 from .metrics import PSNR_CAP, mean_ci95, psnr_per_image, ssim_per_image
+from .quant.codebook import BITS
 from .quant.packing import save_packed
 from .quantize import QuantConfig, quantize_model
+from .results import SweepRow
 from .sampling import make_noise
-from .zoo import fingerprint
 
-__all__ = ["SweepConfig", "SweepRow", "PAPER_CLAIMS", "PROTOCOLS", "iter_sweep", "write_csv", "read_results",
-           "latent_variances", "cache_dir"]
+__all__ = ["SweepConfig", "SweepRow", "PROTOCOLS", "iter_sweep", "latent_variances", "cache_dir"]
 
 PROTOCOLS = ("generation", "velocity")
-
-# The paper's headline claims (arXiv 2511.11418), drawn as reference markers and quoted in the README.
-PAPER_CLAIMS: list[dict] = [
-    *({"dataset": d, "method": "ot", "bits": 2, "metric": "ssim", "value": 0.8, "relation": "≈"}
-      for d in ("mnist", "cifar10", "celeba32")),
-    *({"dataset": d, "method": m, "bits": 2, "metric": "ssim", "value": 0.4, "relation": "<"}
-      for d in ("mnist", "cifar10", "celeba32") for m in ("uniform", "pwl", "log2")),
-    {"dataset": "fashion_mnist", "method": "ot", "bits": 2, "metric": "ssim", "value": 0.6, "relation": "≈"},
-    {"dataset": "mnist", "method": "ot", "bits": 2, "metric": "psnr", "value": 40.0, "relation": ">"},
-    *({"dataset": "mnist", "method": m, "bits": 2, "metric": "psnr", "value": 30.0, "relation": "<"}
-      for m in ("uniform", "pwl", "log2")),
-]
-
 
 @dataclass(frozen=True)
 class SweepConfig:
     methods: tuple[str, ...] = ("ot", "ot-equal-mass", "uniform", "pwl", "log2")
-    bits: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)
+    bits: tuple[int, ...] = BITS
     granularity: str = "channel"  # "tensor" | "channel" | "group:G"
     scope: str = "weights"  # "weights" (Conv/Linear) | "all" (every float tensor, the paper's protocol)
     protocol: str = "generation"  # "generation" | "velocity"
@@ -93,36 +81,6 @@ class SweepConfig:
         d = dataclasses.asdict(self)
         d["methods"], d["bits"] = list(self.methods), list(self.bits)
         return d
-
-
-@dataclass
-class SweepRow:
-    method: str
-    bits: int
-    protocol: str
-    granularity: str
-    ssim: float
-    ssim_lo: float
-    ssim_hi: float
-    psnr: float  # dB; identical images count as fmq.metrics.PSNR_CAP
-    psnr_lo: float
-    psnr_hi: float
-    deviation: float  # mean over images of ‖x₁ − x̂₁‖ (generation); of ‖v − v̂‖ (velocity)
-    traj_deviation: float  # mean over the saved times of the mean ‖x_t − x̂_t‖ (nan for velocity)
-    class_acc: float  # share of quantized generations classified as asked (nan without classifier)
-    w2: float  # W2 of the weights: sqrt of the count-weighted mean of the tensors' W2² (QuantReport.w2)
-    mse: float  # mean squared weight error over the quantized tensors
-    bits_per_weight: float  # index bits + codebook bits per quantized weight
-    packed_bytes: int  # size of the packed safetensors file on disk
-    latent_var_ratio: float  # mean over PCA components of var_q / var_fp (1 = same spread)
-    latent_collapsed: int  # PCA components with variance < 1e-4
-    n: int
-    solver: str
-    steps: int
-    seed: int
-    guidance: float
-    seconds: float  # wall time of this point
-    extra: dict = field(default_factory=dict)  # e.g. bounds, FP32 class accuracy
 
 
 def cache_dir() -> Path:
@@ -255,44 +213,3 @@ def iter_sweep(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(dataclasses.asdict(row)))  # NaN is kept as NaN
             yield row
-
-
-_FIELDS = [f.name for f in dataclasses.fields(SweepRow) if f.name != "extra"]
-
-
-def write_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> Path:
-    """One line per row; ``extra`` entries become columns of their own."""
-    import csv
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    extra_keys = sorted({k for r in rows for k in r.extra})
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["dataset", *_FIELDS, *extra_keys])
-        for r in rows:
-            d = dataclasses.asdict(r)
-            w.writerow([dataset, *(d[k] for k in _FIELDS), *(r.extra.get(k, "") for k in extra_keys)])
-    return path
-
-
-def read_results(path: str | Path) -> list[dict]:
-    """Rows of a sweep CSV as dicts with numbers parsed (nan where empty); ValueError when there is no file."""
-    import csv
-
-    def num(v: str):
-        if v == "":
-            return float("nan")
-        try:
-            return int(v)
-        except ValueError:
-            try:
-                return float(v)
-            except ValueError:
-                return v
-
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: no such results CSV")
-    with open(path, newline="") as f:
-        return [{k: num(v) if k not in ("dataset", "method", "protocol", "granularity", "solver") else v
-                 for k, v in row.items()} for row in csv.DictReader(f)]

@@ -5,8 +5,7 @@ makes the cache key honest. A :class:`ModelRef` carries the file's path, modific
 checkpoint that is replaced on disk (the MNIST model is rewritten while it trains) gets a new key and is
 loaded afresh, while an unchanged one is served from the cache.
 
-``FMQ_CHECKPOINT_DIR`` points the zoo at another folder (the tests use tiny models made in a fixture),
-``FMQ_RESULTS_DIR`` likewise for the sweep results.
+``FMQ_CHECKPOINT_DIR`` points the zoo at another folder (the tests use tiny models made in a fixture).
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ __all__ = [
     "load_upload",
     "class_names",
     "labels_for",
-    "fingerprint",
-    "paper_claims",
-    "results_path",
     "asset_path",
     "grid_note",
     "MAX_UPLOAD_BYTES",
@@ -76,11 +72,6 @@ class ModelRef:
 
 def checkpoint_dir() -> Path:
     return Path(os.environ.get("FMQ_CHECKPOINT_DIR") or REPO_ROOT / "checkpoints")
-
-
-def results_path(name: str) -> Path:
-    """Committed sweep results for a shipped model (may not exist); ``FMQ_RESULTS_DIR`` points elsewhere."""
-    return Path(os.environ.get("FMQ_RESULTS_DIR") or REPO_ROOT / "results") / f"{name}.csv"
 
 
 def asset_path(name: str) -> Path:
@@ -163,23 +154,6 @@ def labels_for(config: ModelConfig, n: int, label: int | None) -> torch.Tensor |
     if not 0 <= label < config.num_classes:
         raise ValueError(f"class must be in 0..{config.num_classes - 1}, got {label}")
     return torch.full((n,), int(label), dtype=torch.long)
-
-
-def fingerprint(model: nn.Module) -> str:
-    """sha256 over every tensor of the state dict (names and bytes): proves a model was not mutated."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def paper_claims(dataset: str | None = None) -> list[dict]:
-    """The paper's claimed points (fmq.sweep.PAPER_CLAIMS), optionally for one data set."""
-    from .sweep import PAPER_CLAIMS  # imported here: fmq.sweep pulls in the quantizers
-
-    rows = [dict(c) for c in PAPER_CLAIMS]
-    return [c for c in rows if dataset is None or c.get("dataset") == dataset]
 
 
 def sweep_inputs(name: str, config: ModelConfig, data: str | Path | None = None, n: int = 64,

@@ -128,3 +128,24 @@ def test_guidance_combines_conditional_and_null():
     torch.testing.assert_close(got, vn + 3.0 * (vc - vn), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="unconditional"):
         VelocityField(UNet(tiny_config()), y)
+
+
+def test_solver_table_counts_evaluations_as_the_solvers_make_them():
+    from fmq.sampling import SOLVER_TABLE, describe_steps, evaluations
+
+    x0 = torch.zeros(2, 3)
+    for name, info in SOLVER_TABLE.items():
+        calls = []
+
+        def v(x, t, calls=calls):
+            calls.append(float(t))
+            return -x
+
+        integrate(v, x0, name, 5)
+        if info.adaptive:
+            assert evaluations(name, 5) is None and describe_steps(name, 5) == f"{name} (adaptive steps)"
+        else:
+            assert evaluations(name, 5) == len(calls), name
+            assert describe_steps(name, 5) == f"{name} × 5 steps"
+    with pytest.raises(ValueError, match="unknown solver"):
+        evaluations("rk45", 3)

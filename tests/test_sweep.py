@@ -6,7 +6,8 @@ import torch
 
 from fmq.classifier import Classifier, ClassifierConfig
 from fmq.models import UNet
-from fmq.sweep import SweepConfig, iter_sweep, latent_variances, read_results, write_csv
+from fmq.results import read_results, write_csv
+from fmq.sweep import SweepConfig, iter_sweep, latent_variances
 
 from .conftest import tiny_config
 

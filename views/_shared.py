@@ -9,21 +9,19 @@ Caching rules (the FP32 models are shared by every user of the server):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
-import pandas as pd
 import streamlit as st
 import torch
 
-from fmq import compare, layerview, zoo
+from fmq import compare, layerview, results, zoo
 from fmq.checkpoint import Checkpoint, CheckpointError
-from fmq.sampling import make_noise
+from fmq.sampling import SOLVER_TABLE, describe_steps, make_noise
 
 GRANULARITIES = ("channel", "tensor", "group")
 GROUP_SIZES = (16, 32, 64, 128, 256)
-SOLVERS = ("heun", "euler", "midpoint", "rk4", "dopri5", "sde")
+SOLVERS = ("heun", *(s for s in SOLVER_TABLE if s != "heun"))  # the default first
 SAMPLE_COUNTS = (4, 8, 16, 32, 64)
 COLORS = ("#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880")
 UPLOADS = "uploads"  # session-state key: {sha256: (file name, bytes)}
@@ -50,7 +48,7 @@ class Settings:
 
     def describe(self) -> str:
         cls = "" if self.label is None else f", class {self.label}"
-        return (f"{self.n} samples, {self.solver} × {self.steps} steps, seed {self.seed}{cls}"
+        return (f"{self.n} samples, {describe_steps(self.solver, self.steps)}, seed {self.seed}{cls}"
                 f", guidance {self.guidance:g}, {self.granularity} granularity")
 
 
@@ -179,56 +177,11 @@ def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args:
     return compare.result_row(method_run(key, method, bits, granularity, run_args, _ck))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _read_results(path: str, mtime_ns: int) -> pd.DataFrame:
-    try:
-        from fmq.sweep import read_results
-    except ImportError:
-        return pd.read_csv(path)
-    rows = read_results(path)
-    df = pd.DataFrame([r if isinstance(r, dict) else dataclasses.asdict(r) for r in rows])
-    return df.drop(columns=["extra"], errors="ignore")
-
-
-SWEEP_KEYS = ("n", "solver", "steps", "seed", "guidance")  # the settings a shipped sweep was made with
-
-
-def shipped_results(dataset: str, sett: Settings) -> tuple[pd.DataFrame, str]:
-    """The committed sweep rows for this data set, chosen methods and granularity, and how they were made."""
-    path = zoo.results_path(dataset) if dataset else None
-    if path is None or not path.is_file():
-        return pd.DataFrame(), ""
-    df = _read_results(str(path), path.stat().st_mtime_ns)
-    if "protocol" in df:
-        df = df[df["protocol"] == "generation"]
-    if "granularity" in df:
-        df = df[df["granularity"] == sett.granularity]
-    df = df[df["method"].isin(sett.methods)]
-    if df.empty:
-        return df, ""
-    first = df.iloc[0]
-    made = ", ".join(f"{k} {first[k]}" for k in SWEEP_KEYS if k in df)
-    return df.reset_index(drop=True), made
-
-
-def shipped_matches(df: pd.DataFrame, sett: Settings) -> bool:
-    """Whether the shipped rows already answer the sidebar's settings (every method, every bit width)."""
-    if df.empty or any(k not in df for k in SWEEP_KEYS):
-        return False
-    first = df.iloc[0]
-    want = {"n": sett.n, "solver": sett.solver, "steps": sett.steps, "seed": sett.seed, "guidance": sett.guidance}
-    if any(str(first[k]) != str(v) and not _close(first[k], v) for k, v in want.items()):
-        return False
-    if sett.label is not None:
-        return False
-    return all(len(df[df["method"] == m]) >= 8 for m in sett.methods)
-
-
-def _close(a, b) -> bool:
-    try:
-        return abs(float(a) - float(b)) < 1e-9
-    except (TypeError, ValueError):
-        return False
+def shipped_results(dataset: str, sett: Settings) -> results.Shipped | None:
+    """The shipped sweep rows for a shipped model ("" for uploads) closest to the sidebar's settings."""
+    return results.shipped_results(dataset, results.Wanted(
+        methods=sett.methods, granularity=sett.granularity, n=sett.n, solver=sett.solver, steps=sett.steps,
+        seed=sett.seed, guidance=sett.guidance, label=sett.label))
 
 
 def safe(fn, *args):
@@ -265,10 +218,6 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
 
 def need_methods(sett: Settings) -> bool:
     """Tell the user what is missing when a page needs quantizers; True when it can go on."""
-    if not compare.quantizers_available():
-        st.info("The quantizers (fmq.quantize) have not landed in this build yet; this page shows the FP32 "
-                "side only.", icon=":material/hourglass_top:")
-        return False
     if not sett.methods:
         st.info("Pick one or more quantizers in the sidebar to compare against FP32.", icon=":material/arrow_back:")
         return False
@@ -285,14 +234,6 @@ def torch_threads() -> None:
 
 
 BOUND_SAMPLES = 4  # the bound needs Jacobian-vector products at every step: a few samples keep it to seconds
-
-
-def bounds_available() -> bool:
-    try:
-        from fmq import bounds  # noqa: F401  (another issue's work)
-    except ImportError:
-        return False
-    return True
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

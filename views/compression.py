@@ -6,6 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from fmq.quant import BITS
 from views import _shared as sh
 
 sett, key, ck, dataset = sh.page_model()
@@ -18,7 +19,7 @@ if not sh.need_methods(sett):
 
 all_bits = st.toggle("Every bit width from 1 to 8", value=False, key="comp_all_bits",
                      help="Off: only the sidebar's bit width (fast). On: packs each method at every width.")
-widths = list(range(1, 9)) if all_bits else [sett.bits]
+widths = list(BITS) if all_bits else [sett.bits]
 points = [(m, b) for m in sett.methods for b in widths]
 rows = []
 bar = st.progress(0.0, text="Packing…") if len(points) > 1 else None

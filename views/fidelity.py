@@ -10,11 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmq import zoo
+from fmq import results
 from fmq.plots import ssim_range, ssim_values
+from fmq.quant import BITS
 from views import _shared as sh
 
-BITS = tuple(range(1, 9))
 CLAIM_SYMBOL = {"≈": "star", ">": "triangle-up", "<": "triangle-down"}
 
 sett, key, ck, dataset = sh.page_model()
@@ -24,8 +24,9 @@ st.markdown("Each point quantizes the whole model at that bit width, generates f
 if not sh.need_methods(sett):
     st.stop()
 
-shipped, protocol = sh.shipped_results(dataset, sett)
-claims = [c for c in zoo.paper_claims(dataset) if c.get("method") in sett.methods or not sett.methods]
+found = sh.shipped_results(dataset, sett)
+shipped = pd.DataFrame(found.rows if found else [])
+claims = [c for c in results.paper_claims(dataset) if c["method"] in sett.methods]
 
 
 def figure(metric: str, live: list[dict]) -> go.Figure:
@@ -60,14 +61,14 @@ def figure(metric: str, live: list[dict]) -> go.Figure:
     return fig
 
 
-if protocol:
-    st.caption(f"Shipped results ({protocol}) are dotted. Live: {sett.describe()}.")
+if found:
+    st.caption(f"Shipped results ({found.describe()}) are dotted. Live: {sett.describe()}.")
 c1, c2 = st.columns(2)
 ph_ssim, ph_psnr = c1.empty(), c2.empty()
 
 live: list[dict] = []
 skipped: list[str] = []
-if sh.shipped_matches(shipped, sett):
+if found and found.exact:
     st.success("The shipped results were made with these very settings; nothing to compute.")
 else:
     points = [(m, b) for b in BITS for m in sett.methods]  # bits outer: every curve grows at once

@@ -7,6 +7,7 @@ import math
 import plotly.graph_objects as go
 import streamlit as st
 
+from fmq.sampling import FIXED_STEP_ORDER
 from views import _shared as sh
 
 sett, key, ck, dataset = sh.page_model()
@@ -27,10 +28,7 @@ with st.spinner("Sampling and measuring…"):
     results = sh.method_results(key, sett, ck)
 
 bounds: dict = {}
-if not sh.bounds_available():
-    st.info("The bound (fmq.bounds) is not in this build: the chart shows the measured deviation only.",
-            icon=":material/hourglass_top:")
-elif sett.solver not in ("euler", "midpoint", "heun", "rk4"):
+if sett.solver not in FIXED_STEP_ORDER:
     st.info(f"The bound is stated for fixed-step solvers; {sett.solver} shows the measured deviation only.",
             icon=":material/info:")
 else:

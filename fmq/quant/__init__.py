@@ -29,7 +29,7 @@ from functools import partial
 
 import torch
 
-from .codebook import Codebook, Granularity, PerChannel, PerGroup, PerTensor, check_bits, parse_granularity
+from .codebook import BITS, Codebook, Granularity, PerChannel, PerGroup, PerTensor, check_bits, parse_granularity
 from .common import make_codebooks
 from .log2 import log2_core, log2_paper_core
 from .ot import equal_mass_core, kmeans_1d, ot_core
@@ -37,6 +37,7 @@ from .pwl import pwl_core, pwl_paper_core
 from .uniform import uniform_core
 
 __all__ = [
+    "BITS",
     "METHODS",
     "quantize_tensor",
     "quantize_tensors",

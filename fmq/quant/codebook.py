@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 __all__ = [
+    "BITS",
     "PerTensor",
     "PerChannel",
     "PerGroup",
@@ -89,9 +90,12 @@ def parse_granularity(g: str | Granularity) -> Granularity:
     raise ValueError(f"granularity must be 'tensor', 'channel' or 'group:G' (e.g. 'group:128'), got {g!r}")
 
 
+BITS: tuple[int, ...] = tuple(range(1, 9))  # the bit widths every quantizer, page and sweep accepts
+
+
 def check_bits(bits: int) -> int:
-    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 1 <= bits <= 8:
-        raise ValueError(f"bits must be an integer in 1..8, got {bits!r}")
+    if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or int(bits) not in BITS:
+        raise ValueError(f"bits must be an integer in {BITS[0]}..{BITS[-1]}, got {bits!r}")
     return int(bits)
 
 

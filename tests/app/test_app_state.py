@@ -8,24 +8,22 @@ import pickle
 import pytest
 
 from fmq import compare, zoo
-from fmq.checkpoint import CheckpointError, load_checkpoint
+from fmq.checkpoint import CheckpointError, fingerprint, load_checkpoint
 from views import _shared as sh
 
 from .conftest import tiny_checkpoint
 from .test_pages import PAGES, figures, goto
 
-pytestmark = pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
-
 
 def test_cached_fp32_models_hash_the_same_after_every_page(make_app, tiny_zoo):
-    on_disk = {n: zoo.fingerprint(load_checkpoint(tiny_zoo / f"{n}.safetensors").model) for n in ("mnist", "celeba32")}
+    on_disk = {n: fingerprint(load_checkpoint(tiny_zoo / f"{n}.safetensors").model) for n in ("mnist", "celeba32")}
     for name in on_disk:
         at = make_app(model_id=name, methods=compare.method_names(), bits=2, granularity="group", group_size=16)
         for page in PAGES:
             goto(at, page)
         ref = zoo.ref_for(tiny_zoo / f"{name}.safetensors", name)
         cached = sh._shipped_model(ref.path, ref.mtime_ns, ref.size)  # the very object every session shares
-        assert zoo.fingerprint(cached.model) == on_disk[name]
+        assert fingerprint(cached.model) == on_disk[name]
 
 
 def test_a_rewritten_checkpoint_is_reloaded(make_app, tiny_zoo, tmp_path, monkeypatch):

@@ -49,7 +49,6 @@ def shots_dir(tmp_path: Path) -> Path:
     return d
 
 
-@pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
 def test_every_page_draws_and_reacts_to_bits(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
@@ -91,7 +90,6 @@ def expected_ssim(tiny_zoo: Path, method: str, bits: int) -> float:
     return res.methods[0].scores.summary()["ssim"]
 
 
-@pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
 def test_two_sessions_at_once_get_their_own_results(server, browser, tiny_zoo):
     a, b = browser.new_context().new_page(), browser.new_context().new_page()
     for p in (a, b):

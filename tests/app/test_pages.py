@@ -13,7 +13,6 @@ from fmq import compare
 
 from .conftest import SHAPES
 
-pytestmark = pytest.mark.skipif(not compare.quantizers_available(), reason="fmq.quantize has not landed")
 METHODS = compare.method_names()
 PAGES = ("home", "generate", "weights", "fidelity", "trajectories", "theory", "compression")
 
