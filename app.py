@@ -52,7 +52,8 @@ def _upload_box() -> None:
             try:
                 ck, sha = zoo.load_upload(data, f.name)
             except CheckpointError as e:
-                st.error(f"That file can't be used: {e}")
+                kept = sh.model_refs().get(st.session_state.get("model_id", ""))
+                st.error(f"That file can't be used: {e}." + (f" **{kept}** stays selected." if kept else ""))
                 return
             uploads.clear()  # one upload per session keeps memory bounded
             uploads[sha] = (f.name, data)

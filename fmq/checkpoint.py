@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 FORMAT = "fmq-checkpoint/1"
+# other files fmq writes, named in the words a person would use for them
+_OTHER_FORMATS = {"fmq-classifier/1": "an fmq classifier (it labels images)",
+                  "fmq-packed/1": "a packed quantized fmq model (load it with fmq.quant.packing.load_packed)"}
 
 
 class CheckpointError(ValueError):
@@ -109,10 +112,13 @@ def read_header(path: str | Path) -> tuple[ModelConfig, dict]:
 
 
 def _parse_metadata(path: Path, metadata: dict[str, str]) -> tuple[ModelConfig, dict]:
-    if metadata.get("fmq_format") != FORMAT:
-        found = metadata.get("fmq_format", "none")
+    found = metadata.get("fmq_format")
+    if found in _OTHER_FORMATS:
+        raise CheckpointError(f"{path} is {_OTHER_FORMATS[found]}, not an image generator: give a checkpoint "
+                              "written by `python -m fmq train`")
+    if found != FORMAT:
         raise CheckpointError(
-            f"{path} is a safetensors file but not an fmq checkpoint (format {found!r}, expected {FORMAT!r})"
+            f"{path} is a safetensors file but not an fmq checkpoint (format {found or 'none'!r}, expected {FORMAT!r})"
         )
     try:
         config = ModelConfig.from_json(metadata["model_config"])

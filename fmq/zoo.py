@@ -129,6 +129,8 @@ def load_upload(data: bytes, filename: str, max_bytes: int = MAX_UPLOAD_BYTES) -
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         ck = load_checkpoint(tmp)
+    except CheckpointError as e:  # the person knows their file by its name, not by our temporary copy
+        raise CheckpointError(str(e).replace(tmp, filename)) from None
     finally:
         os.remove(tmp)
     ck.path = Path(filename)

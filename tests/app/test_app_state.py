@@ -61,6 +61,34 @@ def test_a_wrong_upload_gets_a_clear_message_and_the_app_keeps_working(make_app,
     assert len(at.get("image")) == 2
 
 
+def test_upload_messages_name_the_users_file_and_what_it_is(make_app, tmp_path):
+    """Bug 1: the message named the server's temporary copy, and a classifier by its format string."""
+    from fmq.classifier import Classifier, ClassifierConfig, save_classifier
+
+    clf = save_classifier(Classifier(ClassifierConfig(image_size=28, num_classes=10, width=4)),
+                          tmp_path / "clf.safetensors", {"dataset": "mnist"})
+    at = make_app(model_id="mnist")
+    at.sidebar.file_uploader(key="upload").upload("my_classifier.safetensors", clf.read_bytes()).run()
+    (err,) = [e.value for e in at.sidebar.error]
+    assert "my_classifier.safetensors is an fmq classifier" in err and "not an image generator" in err
+    assert "fmq-classifier/1" not in err and "/tmp" not in err and "tmp" not in err.split("safetensors")[0]
+    at.sidebar.file_uploader(key="upload").upload("junk.safetensors", b"\x00" * 64).run()
+    (err,) = [e.value for e in at.sidebar.error]
+    assert err.startswith("That file can't be used: junk.safetensors is not a safetensors file"), err
+    assert "MNIST digits** stays selected" in err
+
+
+def test_a_bad_upload_after_a_good_one_says_the_good_one_stays(make_app, tmp_path):
+    good = tiny_checkpoint(tmp_path, "cifar10", seed=3)
+    at = make_app()
+    at.sidebar.file_uploader(key="upload").upload("mine.safetensors", good.read_bytes()).run()
+    picked = at.session_state["model_id"]
+    at.sidebar.file_uploader(key="upload").upload("broken.safetensors", b"\x00" * 64).run()
+    assert not at.exception and at.session_state["model_id"] == picked
+    (err,) = [e.value for e in at.sidebar.error]
+    assert "broken.safetensors" in err and "**Uploaded: mine.safetensors** stays selected" in err
+
+
 def test_zoo_refuses_other_file_types_and_oversized_uploads(tmp_path):
     """The browser's picker already filters on .safetensors; the library checks again, and the size too."""
     with pytest.raises(CheckpointError, match="only .safetensors"):
