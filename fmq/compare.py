@@ -10,9 +10,11 @@ which returns a new model.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +36,7 @@ __all__ = [
     "quantize",
     "method_names",
     "compare",
+    "packed_size",
     "result_row",
 ]
 
@@ -47,6 +50,10 @@ class Run:
     trajectory: torch.Tensor  # (T, N, C, H, W) states at ``times``
     nfe: int  # velocity evaluations
     seconds: float  # wall time of the integration
+    solver: str = ""  # how it was made (a results row records it)
+    steps: int = 0
+    guidance: float = 1.0
+    seed: int = 0
 
 
 @dataclass
@@ -115,7 +122,8 @@ def generate(
     res = sample(model, noise, solver, steps, y=y, guidance=guidance, save_times=times,
                  sde_scale=sde_scale if solver == "sde" else 0.0, sde_seed=seed)
     seconds = time.perf_counter() - t0
-    return Run(res.images, list(res.times), torch.stack(res.trajectory), res.nfe, seconds)
+    return Run(res.images, list(res.times), torch.stack(res.trajectory), res.nfe, seconds, solver, int(steps),
+               float(guidance), int(seed))
 
 
 def score(ref: Run, test: Run) -> Scores:
@@ -167,10 +175,36 @@ def compare(
     return out
 
 
-def result_row(result: MethodResult) -> dict[str, Any]:
-    """One fidelity point in the column names of fmq.sweep's rows (method, bits, ssim, ssim_lo, ...)."""
-    row: dict[str, Any] = {"method": result.config.method, "bits": int(result.config.bits)}
-    row.update(result.scores.summary())
-    if result.report is not None:  # the same weight measures as fmq.sweep's rows
-        row["w2"], row["mse"] = float(result.report.w2), float(result.report.mse)
+def packed_size(model: nn.Module, config: Any, codebooks: dict | None = None) -> int:
+    """Bytes of ``model`` packed with ``config`` (a file written to a temporary folder and measured).
+
+    ``codebooks`` (``QuantReport.codebooks`` of the same model and config) saves quantizing again.
+    """
+    from .quant.packing import save_packed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return save_packed(model, config, Path(tmp) / "q.safetensors", codebooks=codebooks).stat().st_size
+
+
+def result_row(result: MethodResult, dataset: str = "", packed_bytes: int | None = None) -> dict[str, Any]:
+    """One fidelity point as a row of a results CSV (:data:`fmq.results.COLUMNS`): what was measured and how.
+
+    Columns this comparison does not measure (class accuracy, latent stability) are nan; ``packed_bytes``
+    (see :func:`packed_size`) is nan unless given.
+    """
+    nan = float("nan")
+    cfg, run, sc = result.config, result.run, result.scores
+    row: dict[str, Any] = {"dataset": dataset, "method": cfg.method, "bits": cfg.bits, "protocol": "generation",
+                           "granularity": cfg.granularity}
+    row.update(sc.summary())
+    rep = result.report
+    row.update({
+        "traj_deviation": float(np.mean(sc.deviation)), "class_acc": nan,
+        "w2": nan if rep is None else float(rep.w2), "mse": nan if rep is None else float(rep.mse),
+        "bits_per_weight": nan if rep is None else float(rep.bits_per_weight),
+        "packed_bytes": nan if packed_bytes is None else int(packed_bytes),
+        "latent_var_ratio": nan, "latent_collapsed": -1,
+        "n": int(run.images.shape[0]), "solver": run.solver, "steps": run.steps, "seed": run.seed,
+        "guidance": run.guidance, "seconds": result.quant_seconds + run.seconds,
+    })
     return row

@@ -172,9 +172,12 @@ def packed(key: str, method: str, bits: int, granularity: str, dataset: str,
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint) -> dict:
-    """One (method, bits) point of the Fidelity page, in fmq.sweep's column names."""
-    return compare.result_row(method_run(key, method, bits, granularity, run_args, _ck))
+def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args: tuple, dataset: str,
+                   _ck: Checkpoint) -> dict:
+    """One (method, bits) point of the Fidelity page: a full results row (fmq.results.COLUMNS), packed size too."""
+    res = method_run(key, method, bits, granularity, run_args, _ck)
+    size = compare.packed_size(_ck.model, res.config, res.report.codebooks)
+    return compare.result_row(res, dataset, size)
 
 
 def shipped_results(dataset: str, sett: Settings) -> results.Shipped | None:

@@ -76,7 +76,7 @@ else:
     for i, (m, b) in enumerate(points):
         bar.progress(i / len(points), text=f"{m} at {b} bits ({i + 1}/{len(points)})")
         t0 = time.perf_counter()
-        row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), ck)
+        row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), dataset, ck)
         if err:
             skipped.append(f"{m} at {b} bits")
             continue
@@ -91,6 +91,8 @@ ph_ssim.plotly_chart(figure("ssim", live), key="fid_ssim")
 ph_psnr.plotly_chart(figure("psnr", live), key="fid_psnr")
 
 table = pd.concat([shipped.assign(source="shipped"), pd.DataFrame(live).assign(source="live")], ignore_index=True)
+table = table[[c for c in [*results.COLUMNS, "source"] if c in table] + [c for c in table if c not in results.COLUMNS
+                                                                         and c != "source"]]
 if not table.empty:
     st.dataframe(table, hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%.4g") for c in table.columns if table[c].dtype.kind == "f"})

@@ -151,3 +151,15 @@ def test_fidelity_shows_shipped_results_and_computes_only_other_settings(make_ap
     names = [t["name"] for t in figures(at)[0]["data"]]
     assert "uniform shipped" in names and "uniform live" in names
     assert set(at.dataframe[0].value["source"]) == {"shipped", "live"}
+
+
+def test_fidelity_rows_say_how_they_were_made(make_app, tmp_path, monkeypatch):
+    """Bug 2: live rows of the downloadable table had empty dataset, protocol, ..., packed_bytes."""
+    monkeypatch.setenv("FMQ_RESULTS_DIR", str(tmp_path))  # no shipped rows: every row is live
+    at = goto(make_app(model_id="mnist", methods=["uniform"], seed=3), "fidelity")
+    table = at.dataframe[0].value
+    assert set(table["source"]) == {"live"} and len(table) == 8
+    made = table[["dataset", "protocol", "granularity", "n", "solver", "steps", "seed", "guidance"]]
+    assert made.drop_duplicates().values.tolist() == [["mnist", "generation", "channel", 4, "euler", 2, 3, 1.0]]
+    assert (table["bits_per_weight"] > table["bits"]).all()  # codebooks cost extra
+    assert (table["packed_bytes"] > 0).all() and table["packed_bytes"].is_monotonic_increasing
