@@ -163,3 +163,12 @@ def test_fidelity_rows_say_how_they_were_made(make_app, tmp_path, monkeypatch):
     assert made.drop_duplicates().values.tolist() == [["mnist", "generation", "channel", 4, "euler", 2, 3, 1.0]]
     assert (table["bits_per_weight"] > table["bits"]).all()  # codebooks cost extra
     assert (table["packed_bytes"] > 0).all() and table["packed_bytes"].is_monotonic_increasing
+
+
+def test_dopri5_captions_do_not_count_steps(make_app):
+    """Bug 3: the captions read "dopri5 × 8 steps" though dopri5 picks its own steps."""
+    at = make_app(model_id="mnist", methods=["uniform"], solver="dopri5")
+    for page in ("generate", "trajectories"):
+        text = " ".join(c.value for c in goto(at, page).caption)
+        assert "dopri5 (adaptive steps)" in text and "dopri5 ×" not in text, page
+    assert "adaptive number of evaluations" in at.sidebar.caption[-1].value
