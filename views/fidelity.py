@@ -31,8 +31,8 @@ claims = [c for c in results.paper_claims(dataset) if c["method"] in sett.method
 
 def figure(metric: str, live: list[dict]) -> go.Figure:
     fig = go.Figure()
-    for i, m in enumerate(sett.methods):
-        color = sh.COLORS[i % len(sh.COLORS)]
+    for m in sett.methods:
+        color = sh.method_color(m)
         if not shipped.empty and metric in shipped:
             s = shipped[shipped["method"] == m].sort_values("bits")
             if len(s):

@@ -45,20 +45,25 @@ def positive(t: list[float], y: list[float]) -> tuple[list[float], list[float]]:
 
 
 fig = go.Figure()
-for i, (m, r) in enumerate(results.items()):
-    color = sh.COLORS[i % len(sh.COLORS)]
+for m, r in results.items():
+    color = sh.method_color(m)
     x, y = positive(list(r.scores.times), [float(v) for v in r.scores.deviation])
-    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=f"{m} measured", line={"color": color}))
+    # one solver step leaves one point after t = 0: draw points, since a line needs two
+    fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if len(x) > 1 else "markers", name=f"{m} measured",
+                             line={"color": color}, marker={"size": 7 if len(x) > 1 else 11}))
     if m in bounds:
         b = bounds[m]
         x, y = positive(list(b.times), b.bound_path_estimate.max(dim=0).values.tolist())
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{m} bound (estimate)",
-                                 line={"color": color, "dash": "dash"}))
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines" if len(x) > 1 else "markers", name=f"{m} bound (estimate)",
+                                 line={"color": color, "dash": "dash"},
+                                 marker={"color": color, "symbol": "diamond-open", "size": 13}))
 fig.update_layout(xaxis_title="t", yaxis_title="‖x_t − x̂_t‖ (ℓ2 over pixels)", height=440, margin={"t": 30},
                   legend_title=f"{sett.bits}-bit, {sett.granularity}")
 if bounds:
     fig.update_yaxes(type="log")
 st.plotly_chart(fig, key="theory_chart")
+if len(results) and len(next(iter(results.values())).scores.times) <= 2:
+    st.caption("With one solver step the paths are only compared at t = 0 and t = 1: more steps draw the curves.")
 if bounds:
     st.caption("Solid: measured mean deviation over all samples. Dashed: the a-posteriori estimate of the bound "
                f"(measured step defects, local Lipschitz constants), worst of {min(sett.n, sh.BOUND_SAMPLES)} "

@@ -48,7 +48,8 @@ st.subheader("Deviation from the FP32 path")
 if results:
     fig = go.Figure()
     for m, r in results.items():
-        fig.add_trace(go.Scatter(x=r.scores.times, y=r.scores.deviation, mode="lines+markers", name=m))
+        fig.add_trace(go.Scatter(x=r.scores.times, y=r.scores.deviation, mode="lines+markers", name=m,
+                                 line={"color": sh.method_color(m)}))
     fig.update_layout(xaxis_title="t", yaxis_title="mean ‖x_t − x̂_t‖ (ℓ2 over pixels)", height=380,
                       margin={"t": 30}, legend_title=f"{sett.bits}-bit")
     st.plotly_chart(fig, key="deviation_chart")

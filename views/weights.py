@@ -52,7 +52,7 @@ def layer_panel() -> None:
         xs = [v for lvl in lv for v in (lvl, lvl, None)]
         ys = [v for _ in lv for v in (0.0, top * (1 - 0.06 * i), None)]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} ({len(lv)} levels)",
-                                 line={"color": sh.COLORS[i % len(sh.COLORS)], "width": 2.5}))
+                                 line={"color": sh.method_color(m), "width": 2.5}))
     where = "" if sett.granularity == "tensor" else f", {sett.granularity.split(':')[0]} {index}"
     fig.update_layout(xaxis_title="weight value", yaxis_title="count", height=420, bargap=0.02,
                       title=f"{name}{where}: {view.values.size:,} weights, {sett.bits}-bit codebooks",
@@ -70,10 +70,10 @@ st.subheader("W2 layer by layer, whole model")
 with st.spinner("Quantizing the whole model…"):
     rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model)
 fig = go.Figure()
-for i, m in enumerate(methods):
+for m in methods:
     r = [x for x in rows if x["method"] == m]
     fig.add_trace(go.Scatter(x=[x["index"] for x in r], y=[x["w2"] for x in r], mode="lines+markers", name=m,
-                             text=[x["layer"] for x in r], line={"color": sh.COLORS[i % len(sh.COLORS)]},
+                             text=[x["layer"] for x in r], line={"color": sh.method_color(m)},
                              hovertemplate="%{text}<br>W2 %{y:.2e}<extra>" + m + "</extra>"))
 fig.update_layout(xaxis_title="layer (input → output)", yaxis_title="W2(FP32, quantized)", yaxis_type="log",
                   height=380, margin={"t": 30}, legend_title=f"{sett.bits}-bit, {sett.granularity}")

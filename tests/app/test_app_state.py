@@ -12,7 +12,7 @@ from fmq.checkpoint import CheckpointError, fingerprint, load_checkpoint
 from views import _shared as sh
 
 from .conftest import tiny_checkpoint
-from .test_pages import PAGES, figures, goto
+from .test_pages import PAGES, figures, goto, values
 
 
 def test_cached_fp32_models_hash_the_same_after_every_page(make_app, tiny_zoo):
@@ -172,3 +172,13 @@ def test_dopri5_captions_do_not_count_steps(make_app):
         text = " ".join(c.value for c in goto(at, page).caption)
         assert "dopri5 (adaptive steps)" in text and "dopri5 ×" not in text, page
     assert "adaptive number of evaluations" in at.sidebar.caption[-1].value
+
+
+def test_theory_with_one_step_draws_points_not_invisible_lines(make_app):
+    """Bug 5: one solver step drew two dots and a legend of lines that a single point cannot draw."""
+    at = goto(make_app(model_id="mnist", methods=["ot", "uniform"], steps=1, solver="euler"), "theory")
+    (fig,) = figures(at)
+    assert len(fig["data"]) == 4  # measured and bound for each method
+    for t in fig["data"]:
+        assert len(values(t["x"])) > 1 or "markers" in t["mode"], (t["name"], t["mode"])
+    assert any("one solver step" in c.value for c in at.caption)

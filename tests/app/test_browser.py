@@ -106,3 +106,36 @@ def test_two_sessions_at_once_get_their_own_results(server, browser, tiny_zoo):
         want = [expected_ssim(tiny_zoo, m, bits) for m in ("ot", "uniform")]
         assert shown == pytest.approx(want, abs=1.5e-3), (bits, shown, want)
         assert driver.exceptions(p) == []
+
+
+LABEL_BOXES_JS = """() => {
+    const chart = document.querySelector('[data-testid=stPlotlyChart] .main-svg').getBoundingClientRect();
+    return {chart: [chart.left, chart.top, chart.right, chart.bottom],
+            labels: [...document.querySelectorAll('[data-testid=stPlotlyChart] .textpoint text')].map(t => {
+                const b = t.getBoundingClientRect();
+                return {text: t.textContent, box: [b.left, b.top, b.right, b.bottom]};
+            })};
+}"""
+
+
+def test_compression_bar_labels_stay_apart_and_visible(server, browser):
+    """Bug 4: at every bit width the ot and uniform labels ran together ("1,2631,263") and FP32's vanished."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/compression")
+    driver.wait_ready(page)
+    page.get_by_text("Every bit width from 1 to 8").click()
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stPlotlyChart] .textpoint').length > 3",
+                           timeout=120_000)
+    driver.wait_ready(page)
+    got = page.evaluate(LABEL_BOXES_JS)
+    labels = got["labels"]
+    assert len(labels) == 1 + 2 * 8 and all(lb["text"].strip() for lb in labels), labels  # FP32 + 2 methods × 8
+    assert any(lb["text"].endswith("KiB") for lb in labels)  # the FP32 bar's label is drawn
+    cl, ct, cr, cb = got["chart"]
+    for lb in labels:
+        left, top, right, bottom = lb["box"]
+        assert cl <= left and right <= cr and ct <= top and bottom <= cb, ("outside the chart", lb)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            (al, at, ar, ab), (bl, bt, br, bb) = a["box"], b["box"]
+            assert ar <= bl or br <= al or ab <= bt or bb <= at, ("labels overlap", a, b)
