@@ -55,15 +55,15 @@ top = rows[0].fp32_bytes / 1024
 # one width: labels fit across the bars; every width: bars are narrow, so the labels stand upright
 angle = 0 if len(widths) == 1 else -90
 fig = go.Figure(go.Bar(x=["FP32"], y=[top], name="FP32", marker_color="#9e9e9e", cliponaxis=False,
-                       text=[f"{top:,.0f} KiB"], textposition="outside", textangle=0))
+                       text=[f"{top:,.0f} KiB"], textposition="outside", textangle=0, constraintext="none"))
 for m in sett.methods:
     r = sorted((x for x in rows if x.method == m), key=lambda x: x.bits)
     fig.add_trace(go.Bar(x=[f"{x.bits}-bit" for x in r], y=[x.packed_bytes / 1024 for x in r], name=m,
                          marker_color=sh.method_color(m), textposition="outside", textangle=angle,
-                         cliponaxis=False, text=[f"{x.packed_bytes / 1024:,.0f}" for x in r]))
+                         cliponaxis=False, constraintext="none", text=[f"{x.packed_bytes / 1024:,.0f}" for x in r]))
 # headroom above the FP32 bar keeps its label inside the figure
 fig.update_layout(barmode="group", yaxis_title="KiB on disk", height=420, margin={"t": 40},
-                  yaxis_range=[0, top * 1.15])
+                  yaxis_range=[0, top * 1.15], font={"size": 12})
 st.plotly_chart(fig, key="comp_chart")
 
 

@@ -53,6 +53,9 @@ def test_every_page_draws_and_reacts_to_bits(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    outside: list[str] = []  # bug 8: the Material page icon was fetched from the network (an error offline)
+    page.on("request", lambda r: outside.append(r.url) if r.url.startswith("http") and not r.url.startswith(server)
+            else None)
     out = shots_dir(tmp_path)
     for i, (name, path) in enumerate(driver.PAGES.items()):
         page.goto(f"{server}/{path}")
@@ -75,7 +78,7 @@ def test_every_page_draws_and_reacts_to_bits(server, browser, tmp_path):
         assert images >= want[0] and charts >= want[1], (name, images, charts)
         driver.screenshot(page, out / f"{name}.png")
         assert (out / f"{name}.png").stat().st_size > 10_000
-    assert errors == []
+    assert outside == [] and errors == []
 
 
 def expected_ssim(tiny_zoo: Path, method: str, bits: int) -> float:
@@ -111,7 +114,7 @@ def test_two_sessions_at_once_get_their_own_results(server, browser, tiny_zoo):
 LABEL_BOXES_JS = """() => {
     const chart = document.querySelector('[data-testid=stPlotlyChart] .main-svg').getBoundingClientRect();
     return {chart: [chart.left, chart.top, chart.right, chart.bottom],
-            labels: [...document.querySelectorAll('[data-testid=stPlotlyChart] .textpoint text')].map(t => {
+            labels: [...document.querySelectorAll('[data-testid=stPlotlyChart] .bartext')].map(t => {
                 const b = t.getBoundingClientRect();
                 return {text: t.textContent, box: [b.left, b.top, b.right, b.bottom]};
             })};
@@ -124,7 +127,7 @@ def test_compression_bar_labels_stay_apart_and_visible(server, browser):
     page.goto(f"{server}/compression")
     driver.wait_ready(page)
     page.get_by_text("Every bit width from 1 to 8").click()
-    page.wait_for_function("() => document.querySelectorAll('[data-testid=stPlotlyChart] .textpoint').length > 3",
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=stPlotlyChart] .bartext').length > 3",
                            timeout=120_000)
     driver.wait_ready(page)
     got = page.evaluate(LABEL_BOXES_JS)
