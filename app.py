@@ -8,6 +8,7 @@ until app.py has run once in the process, so the first visitor of a fresh server
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import streamlit as st
 
@@ -18,7 +19,9 @@ from fmq.quant import BITS
 from fmq.sampling import SOLVER_TABLE, evaluations
 from views import _shared as sh
 
-st.set_page_config(page_title="fmq: low-bit flow matching", page_icon=":material/blur_on:", layout="wide")
+# a local icon: a Material icon name as page_icon makes the browser fetch it from fonts.gstatic.com
+ICON = Path(__file__).resolve().parent / "assets" / "icon.png"  # a gradient and its 2-bit copy
+st.set_page_config(page_title="fmq: low-bit flow matching", page_icon=str(ICON), layout="wide")
 sh.torch_threads()
 
 PAGES = [
@@ -102,7 +105,7 @@ def sidebar() -> None:
     except (CheckpointError, KeyError, StopIteration) as e:
         side.error(f"The model could not be loaded: {e}")
         return
-    names = zoo.class_names(dataset, ck.config)
+    names = zoo.class_names(dataset or str(ck.meta.get("dataset", "")), ck.config)  # an upload's own word
     if names:
         opts = ["any", *range(len(names))]
         side.selectbox("Class", opts, key="label",

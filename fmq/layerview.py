@@ -40,9 +40,16 @@ class LayerView:
     mse: dict[str, float] = field(default_factory=dict)  # method -> mean squared error on the slice
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every weight matrix or kernel (the tensors weight quantization touches)."""
-    return [(n, tuple(p.shape)) for n, p in model.named_parameters() if n.endswith("weight") and p.ndim >= 2]
+def weight_layers(model: nn.Module, config: Any) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every tensor ``config`` (a QuantConfig) quantizes, in state-dict order.
+
+    The one definition is :func:`fmq.quantize.select_tensors`: scope ``weights`` takes Conv and Linear
+    weights (not an embedding table), ``all`` every float tensor, minus ``skip``.
+    """
+    from .quantize import select_tensors
+
+    state = model.state_dict()
+    return [(n, tuple(state[n].shape)) for n in select_tensors(model, config)[0]]
 
 
 def _groups(shape: Sequence[int], granularity: str) -> tuple[int, np.ndarray]:
@@ -64,7 +71,7 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
 
     params = dict(model.named_parameters())
     if name not in params:
-        raise ValueError(f"no parameter named {name!r}; see weight_layers(model)")
+        raise ValueError(f"no parameter named {name!r}; see weight_layers(model, config)")
     w = params[name].detach().clone().float()
     count, ids = _groups(w.shape, granularity)
     if not 0 <= index < count:

@@ -93,12 +93,15 @@ def shipped_model(ref: zoo.ModelRef) -> tuple[str, Checkpoint]:
 
 
 def current_model(sett: Settings) -> tuple[str, Checkpoint, str]:
-    """(cache key, checkpoint, data set name or "") of the model picked in the sidebar."""
+    """(cache key, checkpoint, shipped data set name) of the model picked in the sidebar.
+
+    The name is "" for an upload whatever its metadata says: the shipped results and the paper's claims
+    are about the shipped models, not about a file that calls itself "mnist".
+    """
     if sett.model_id.startswith("upload:"):
         sha = sett.model_id.split(":", 1)[1]
         name, data = st.session_state[UPLOADS][sha]
-        ck = _uploaded_model(sha, data, name)
-        return sett.model_id, ck, str(ck.meta.get("dataset", ""))
+        return sett.model_id, _uploaded_model(sha, data, name), ""
     ref = next(r for r in zoo.shipped() if r.name == sett.model_id)
     key, ck = shipped_model(ref)
     return key, ck, ref.name

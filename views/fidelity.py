@@ -24,7 +24,8 @@ st.markdown("Each point quantizes the whole model at that bit width, generates f
 if not sh.need_methods(sett):
     st.stop()
 
-found = sh.shipped_results(dataset, sett)
+found = sh.shipped_results(dataset, sett)  # none for an upload, whatever its metadata says
+row_name = dataset or sh.model_refs().get(sett.model_id, "")  # what the CSV's dataset column says
 shipped = pd.DataFrame(found.rows if found else [])
 claims = [c for c in results.paper_claims(dataset) if c["method"] in sett.methods]
 
@@ -63,6 +64,9 @@ def figure(metric: str, live: list[dict]) -> go.Figure:
 
 if found:
     st.caption(f"Shipped results ({found.describe()}) are dotted. Live: {sett.describe()}.")
+elif not dataset:
+    st.caption("An uploaded model: every point is computed live. The shipped results and the paper's claims are "
+               "about the shipped models, so they are not drawn here, whatever the file's metadata says.")
 c1, c2 = st.columns(2)
 ph_ssim, ph_psnr = c1.empty(), c2.empty()
 
@@ -76,7 +80,7 @@ else:
     for i, (m, b) in enumerate(points):
         bar.progress(i / len(points), text=f"{m} at {b} bits ({i + 1}/{len(points)})")
         t0 = time.perf_counter()
-        row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), dataset, ck)
+        row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), row_name, ck)
         if err:
             skipped.append(f"{m} at {b} bits")
             continue

@@ -24,7 +24,7 @@ with st.spinner("Quantizing…"):
     methods = tuple(sh.usable_methods(key, sett, ck))
 if not methods:
     st.stop()
-layers = layerview.weight_layers(ck.model)
+layers = layerview.weight_layers(ck.model, sh.quant_config(methods[0], sett.bits, sett.granularity))
 shapes = dict(layers)
 
 

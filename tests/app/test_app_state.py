@@ -182,3 +182,30 @@ def test_theory_with_one_step_draws_points_not_invisible_lines(make_app):
     for t in fig["data"]:
         assert len(values(t["x"])) > 1 or "markers" in t["mode"], (t["name"], t["mode"])
     assert any("one solver step" in c.value for c in at.caption)
+
+
+def test_weights_offers_exactly_the_tensors_the_config_quantizes(make_app, tiny_zoo):
+    """Bug 6: Weights offered (and drew codebooks for) label_emb.weight, which scope 'weights' keeps in FP32."""
+    from fmq.quantize import QuantConfig, select_tensors
+
+    model = load_checkpoint(tiny_zoo / "mnist.safetensors").model
+    chosen = select_tensors(model, QuantConfig(method="ot", bits=2, granularity="channel"))[0]
+    assert "label_emb.weight" in dict(model.named_parameters()) and "label_emb.weight" not in chosen
+    at = goto(make_app(model_id="mnist", methods=["ot"], bits=2), "weights")
+    assert list(at.selectbox(key="weights_layer").options) == [
+        f"{n}  {tuple(model.state_dict()[n].shape)}" for n in chosen]
+
+
+def test_an_upload_that_says_mnist_is_not_shown_mnists_shipped_results(make_app, tmp_path, monkeypatch):
+    """Bug 7: an uploaded model whose metadata said "mnist" got the shipped MNIST curves and paper claims."""
+    monkeypatch.setenv("FMQ_RESULTS_DIR", str(tmp_path))
+    write_results(tmp_path / "mnist.csv", "uniform", n=4, solver="euler", steps=2, seed=0, guidance=1.0)
+    mine = tiny_checkpoint(tmp_path, "mnist", seed=5)  # its metadata says dataset "mnist"
+    at = make_app(methods=["uniform"])
+    at.sidebar.file_uploader(key="upload").upload("my_mnist.safetensors", mine.read_bytes()).run()
+    goto(at, "fidelity")
+    names = [t["name"] for t in figures(at)[0]["data"]]
+    assert names == ["uniform live"], names  # no shipped curve, no paper's claims
+    table = at.dataframe[0].value
+    assert set(table["source"]) == {"live"} and set(table["dataset"]) == {"Uploaded: my_mnist.safetensors"}
+    assert any("uploaded model" in c.value for c in at.caption)
