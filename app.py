@@ -14,9 +14,11 @@ import streamlit as st
 
 from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError
+from fmq.methods import METHODS
 from fmq.models import count_parameters
 from fmq.quant import BITS
 from fmq.sampling import SOLVER_TABLE, evaluations
+from views import _link
 from views import _shared as sh
 
 # a local icon: a Material icon name as page_icon makes the browser fetch it from fonts.gstatic.com
@@ -68,36 +70,49 @@ def _upload_box() -> None:
                    f"{'conditional' if c.conditional else 'unconditional'}")
 
 
+def method_help(methods: list[str]) -> str:
+    """One line per quantizer, from the registry (fmq.methods), for the picker's tooltip."""
+    lines = [f"- **{m}**: {METHODS[m].summary}" + (" *(the paper's variant)*" if METHODS[m].paper else "")
+             for m in methods]
+    return "Each is compared with the FP32 model.\n\n" + "\n".join(lines)
+
+
 def sidebar() -> None:
     side = st.sidebar
+    s = st.session_state
     _upload_box()
     models = sh.model_refs()
     if not models:
         side.error("No checkpoints found in checkpoints/. Train one with `python -m fmq train` or upload one.")
         return
-    if st.session_state.get("model_id") not in models:
-        st.session_state["model_id"] = next(iter(models))
+    methods = compare.method_names()
+    _link.read_link(models, methods)  # a shared link's settings, on a session's first run
+    for k, v in _link.DEFAULTS.items():
+        s.setdefault(k, v)
+    s.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
+    if s.get("model_id") not in models:
+        s["model_id"] = next(iter(models))
+    _link.show_problems()
     side.selectbox("Data set", list(models), key="model_id", format_func=models.get)
 
-    methods = compare.method_names()
-    st.session_state.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
-    side.multiselect("Quantizers", methods, key="methods", help="Each is compared with the FP32 model.")
-    side.slider("Bits per weight", BITS[0], BITS[-1], 2, key="bits")
+    side.multiselect("Quantizers", methods, key="methods", help=method_help(methods))
+    side.slider("Bits per weight", BITS[0], BITS[-1], key="bits")
     c1, c2 = side.columns(2)
-    c1.selectbox("Granularity", sh.GRANULARITIES, key="granularity",
+    c1.selectbox("Granularity", _link.GRANULARITIES, key="granularity",
                  help="One codebook per tensor, per output channel, or per group of weights.")
-    if st.session_state.get("granularity") == "group":
-        c2.selectbox("Group size", sh.GROUP_SIZES, index=2, key="group_size")
+    if s.get("granularity") == "group":
+        c2.selectbox("Group size", _link.GROUP_SIZES, key="group_size")
 
     c1, c2 = side.columns(2)
-    c1.selectbox("Solver", sh.SOLVERS, key="solver", help="ODE solver from noise (t=0) to image (t=1).")
-    if SOLVER_TABLE[st.session_state.get("solver", "heun")].adaptive:
+    c1.selectbox("Solver", sh.SOLVERS, key="solver", help="ODE solver from noise (t=0) to image (t=1).\n\n" + "\n".join(
+        f"- **{n}**: {info.summary}" for n, info in SOLVER_TABLE.items()))
+    if SOLVER_TABLE[s.get("solver", "heun")].adaptive:
         c2.caption("adaptive steps")
     else:
-        c2.number_input("Steps", 1, 100, 8, key="steps")
+        c2.number_input("Steps", 1, _link.MAX_STEPS, key="steps")
     c1, c2 = side.columns(2)
-    c1.select_slider("Samples", sh.SAMPLE_COUNTS, value=16, key="n")
-    c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    c1.select_slider("Samples", _link.SAMPLE_COUNTS, key="n")
+    c2.number_input("Seed", 0, 2**31 - 1, key="seed")
 
     sett = sh.settings()
     try:
@@ -107,17 +122,22 @@ def sidebar() -> None:
         return
     names = zoo.class_names(dataset or str(ck.meta.get("dataset", "")), ck.config)  # an upload's own word
     if names:
+        if s.get("_guidance_for") != s["model_id"]:  # a newly picked model opens at its own best guidance
+            s["guidance"], s["_guidance_for"] = zoo.default_guidance(dataset), s["model_id"]
         opts = ["any", *range(len(names))]
+        if s.get("label") not in opts:
+            s["label"] = "any"
         side.selectbox("Class", opts, key="label",
                        format_func=lambda o: "any (every class in turn)" if o == "any" else f"{o}: {names[o]}")
-        side.slider("Guidance scale", 1.0, 5.0, 1.0, 0.5, key="guidance",
-                    help="Classifier-free guidance: 1 = plain conditional sampling. CIFAR-10 reads better at 2–3 "
-                         "(its grid on Home uses 3); the shipped sweeps use 1.")
+        side.slider("Guidance scale", 1.0, 5.0, step=0.5, key="guidance",
+                    help="Classifier-free guidance: 1 = plain conditional sampling. CIFAR-10 opens at 3, where its "
+                         "samples show objects (its grid on Home too, and the shipped results/cifar10_guidance3.csv).")
     else:
-        st.session_state["label"], st.session_state["guidance"] = "any", 1.0
+        s["label"], s["guidance"], s["_guidance_for"] = "any", 1.0, s["model_id"]
     nfe = evaluations(sett.solver, sett.steps)
     side.caption(f"{ck.config.image_size}px · {count_parameters(ck.model):,} weights · "
                  + ("adaptive number of evaluations" if nfe is None else f"{nfe} evaluations per run"))
+    _link.write_link(conditional=bool(names))
 
 
 sidebar()

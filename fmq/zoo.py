@@ -36,6 +36,7 @@ __all__ = [
     "labels_for",
     "asset_path",
     "grid_note",
+    "default_guidance",
     "MAX_UPLOAD_BYTES",
     "DEFAULT_DATA_DIR",
     "sweep_inputs",
@@ -80,6 +81,15 @@ def asset_path(name: str) -> Path:
 
 
 _GRID_NOTES = {"cifar10": "guidance 3 (one class per column); at guidance 1 few objects are recognisable"}
+
+
+# where a shipped model draws what it was trained on: CIFAR-10 shows objects at guidance 3, blobs at 1
+_DEFAULT_GUIDANCE = {"cifar10": 3.0}
+
+
+def default_guidance(name: str) -> float:
+    """The guidance scale a shipped model is best shown at (1 = plain conditional sampling)."""
+    return _DEFAULT_GUIDANCE.get(name, 1.0)
 
 
 def grid_note(name: str) -> str:

@@ -142,3 +142,41 @@ def test_compression_bar_labels_stay_apart_and_visible(server, browser):
         for b in labels[i + 1:]:
             (al, at, ar, ab), (bl, bt, br, bb) = a["box"], b["box"]
             assert ar <= bl or br <= al or ab <= bt or bb <= at, ("labels overlap", a, b)
+
+
+def main_has(page, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('[data-testid=stMain]').innerText.includes(t)", arg=text,
+                           timeout=120_000)
+    driver.wait_ready(page)
+
+
+def test_a_link_round_trips_and_a_bad_upload_is_explained(server, browser):
+    """A link opens on its settings, every change goes into the URL, a reload keeps it; a bad upload after
+    that names the user's file and says the model in use stays selected."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server}/generate?data=cifar10&methods=ot,uniform&bits=4&n=4&solver=euler&steps=2")
+    main_has(page, "uniform · 4-bit")
+    side = page.locator("[data-testid=stSidebar]")
+    assert "32px" in side.inner_text()  # the CIFAR-10 model's caption
+    driver.set_slider(page, "Bits per weight", 5)
+    main_has(page, "uniform · 5-bit")
+    page.wait_for_function("() => location.search.includes('bits=5')", timeout=60_000)
+    assert "data=cifar10" in page.url and "guidance=3" in page.url and "n=4" in page.url  # CIFAR-10 opens at 3
+    link = page.url
+    page.reload()  # a new session from the address alone
+    main_has(page, "ot · 5-bit")
+    assert page.url == link
+    other = browser.new_context().new_page()  # a link handed to someone else
+    other.goto(link)
+    main_has(other, "uniform · 5-bit")
+
+    side.get_by_text("Bring your own model").click()
+    side.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+        files=[{"name": "broken.safetensors", "mimeType": "application/octet-stream", "buffer": b"\0" * 64}])
+    err = side.locator("[data-testid=stAlertContentError]")
+    err.wait_for(timeout=60_000)
+    text = err.inner_text()
+    assert "broken.safetensors is not a safetensors file" in text and "/tmp" not in text, text
+    assert "CIFAR-10" in text and "stays selected" in text, text
+    driver.wait_ready(page)
+    assert "ot · 5-bit" in page.inner_text("[data-testid=stMain]")
