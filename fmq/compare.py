@@ -31,6 +31,7 @@ __all__ = [
     "MethodResult",
     "Comparison",
     "default_save_times",
+    "even_snapshots",
     "generate",
     "score",
     "quantize",
@@ -103,6 +104,22 @@ def default_save_times(solver: str, steps: int) -> list[float]:
     """Every grid time of a fixed-step solver; eleven evenly spaced times for the adaptive one."""
     n = 10 if solver == "dopri5" else steps
     return [i / n for i in range(n + 1)]
+
+
+def even_snapshots(n_times: int, most: int = 6, least: int = 4) -> list[int]:
+    """Indices of up to ``most`` saved times spaced exactly evenly over ``n_times`` grid times (0 and 1 kept).
+
+    A fixed-step run saves the grid t = k/steps: 8 steps give 0, 0.25, 0.5, 0.75, 1 (five, even) where
+    six rounded picks would give 0, 0.25, 0.375, 0.625, 0.75, 1. Picks the most snapshots, at least
+    ``least``, whose spacing divides the grid; when none does (a prime number of steps), rounds.
+    """
+    if n_times <= most:
+        return list(range(n_times))
+    intervals = n_times - 1
+    for k in range(most, least - 1, -1):
+        if intervals % (k - 1) == 0:
+            return list(range(0, n_times, intervals // (k - 1)))
+    return sorted({round(i * intervals / (most - 1)) for i in range(most)})
 
 
 def generate(

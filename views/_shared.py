@@ -19,10 +19,7 @@ from fmq import compare, layerview, results, zoo
 from fmq.checkpoint import Checkpoint, CheckpointError
 from fmq.sampling import SOLVER_TABLE, describe_steps, make_noise
 
-GRANULARITIES = ("channel", "tensor", "group")
-GROUP_SIZES = (16, 32, 64, 128, 256)
 SOLVERS = ("heun", *(s for s in SOLVER_TABLE if s != "heun"))  # the default first
-SAMPLE_COUNTS = (4, 8, 16, 32, 64)
 # one colour per method on every page: ot and uniform (the contrast the app is about) in blue and red
 _METHOD_COLORS = {"ot": "#636efa", "uniform": "#ef553b", "ot-equal-mass": "#00cc96", "pwl": "#ab63fa",
                   "log2": "#ffa15a", "pwl-paper": "#19d3f3", "log2-paper": "#ff6692"}
@@ -52,7 +49,17 @@ class Settings:
     def describe(self) -> str:
         cls = "" if self.label is None else f", class {self.label}"
         return (f"{self.n} samples, {describe_steps(self.solver, self.steps)}, seed {self.seed}{cls}"
-                f", guidance {self.guidance:g}, {self.granularity} granularity")
+                f", guidance {self.guidance:g}, codebooks {gran_text(self.granularity)}")
+
+
+def bits_text(bits: int) -> str:
+    """"1 bit", "2 bits"."""
+    return f"{bits} bit" if bits == 1 else f"{bits} bits"
+
+
+def gran_text(granularity: str) -> str:
+    """"per channel", "per tensor", "groups of 16" (what a legend or caption says for "group:16")."""
+    return f"groups of {granularity.split(':')[1]}" if granularity.startswith("group:") else f"per {granularity}"
 
 
 def settings() -> Settings:
@@ -211,14 +218,23 @@ def safe(fn, *args):
 
 
 def method_results(key: str, sett: Settings, ck: Checkpoint) -> dict[str, compare.MethodResult]:
-    """Every chosen method's run at the sidebar's settings; a method that cannot run gets a warning instead."""
+    """Every chosen method's run at the sidebar's settings, with a status line naming each step (a setting
+    changed meanwhile stops the run between steps); a method that cannot run gets a warning instead."""
     out = {}
-    for m in sett.methods:
-        res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck)
+    total = 2 * len(sett.methods)
+    status = st.status("Quantizing and sampling…", expanded=False)
+    for i, m in enumerate(sett.methods):
+        status.update(label=f"Quantizing with {m} at {bits_text(sett.bits)} (step {2 * i + 1} of {total}; "
+                            "change any setting to stop)…")
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model)
+        if not err:
+            status.update(label=f"Sampling with {m} (step {2 * i + 2} of {total})…")
+            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck)
         if err:
-            st.warning(f"**{m}** at {sett.bits} bits: {err}", icon=":material/warning:")
+            st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:
             out[m] = res
+    status.update(label=f"{len(out)} of {len(sett.methods)} quantized models sampled", state="complete")
     return out
 
 
@@ -228,7 +244,7 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
     for m in sett.methods:
         _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model)
         if err:
-            st.warning(f"**{m}** at {sett.bits} bits: {err}", icon=":material/warning:")
+            st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:
             out.append(m)
     return out

@@ -13,7 +13,8 @@ sett, key, ck, dataset = sh.page_model()
 st.title("Compression: real bytes on disk")
 st.markdown("Every size here is a file actually written: the packed model holds the bit-packed indices, every "
             "codebook, and the tensors kept in FP32 (biases, norms). *Bits per weight* divides all of it by the "
-            "number of parameters, so it is a little above the nominal bit width.")
+            "number of parameters, so it is above the nominal bit width by the codebooks' share: small at 2 bits, "
+            "where a codebook has 4 fp16 levels, large at 8 bits, where it has 256.")
 if not sh.need_methods(sett):
     st.stop()
 
@@ -25,11 +26,11 @@ rows = []
 bar = st.progress(0.0, text="Packing…") if len(points) > 1 else None
 for i, (m, b) in enumerate(points):
     if bar is not None:
-        bar.progress(i / len(points), text=f"Packing {m} at {b} bits ({i + 1}/{len(points)})")
-    with st.spinner(f"Packing {m} at {b} bits…"):
+        bar.progress(i / len(points), text=f"Packing {m} at {sh.bits_text(b)} ({i + 1}/{len(points)})")
+    with st.spinner(f"Packing {m} at {sh.bits_text(b)}…"):
         got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model)
     if err:
-        st.warning(f"**{m}** at {b} bits: {err}", icon=":material/warning:")
+        st.warning(f"**{m}** at {sh.bits_text(b)}: {err}", icon=":material/warning:")
     else:
         rows.append(got[0])
 if bar is not None:

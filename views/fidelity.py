@@ -73,16 +73,19 @@ ph_ssim, ph_psnr = c1.empty(), c2.empty()
 live: list[dict] = []
 skipped: list[str] = []
 if found and found.exact:
-    st.success("The shipped results were made with these very settings; nothing to compute.")
+    st.success(f"{found.path.name} was made with these very settings: nothing to compute.")
 else:
     points = [(m, b) for b in BITS for m in sett.methods]  # bits outer: every curve grows at once
-    bar = st.progress(0.0, text="Computing points…")
+    ph_ssim.plotly_chart(figure("ssim", []), key="fid_ssim_start")  # the shipped curves at once, live ones after
+    ph_psnr.plotly_chart(figure("psnr", []), key="fid_psnr_start")
+    bar = st.progress(0.0, text="Computing points… (change any setting to stop)")
     for i, (m, b) in enumerate(points):
-        bar.progress(i / len(points), text=f"{m} at {b} bits ({i + 1}/{len(points)})")
+        bar.progress(i / len(points), text=f"Point {i + 1} of {len(points)}: {m} at {sh.bits_text(b)} "
+                                          "(change any setting to stop)")
         t0 = time.perf_counter()
         row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), row_name, ck)
         if err:
-            skipped.append(f"{m} at {b} bits")
+            skipped.append(f"{m} at {sh.bits_text(b)}")
             continue
         live.append(row)
         if time.perf_counter() - t0 > 0.1:  # computed, not cached: let the curves grow (a fresh key replaces)

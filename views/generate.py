@@ -28,23 +28,32 @@ scale = max(1, 96 // ck.config.image_size)  # draw each sample about 96 px wide 
 nrow = int(math.ceil(math.sqrt(sett.n)))
 methods = list(sett.methods) if sh.need_methods(sett) else []
 labels = ["FP32", *(f"{m} · {sett.bits}-bit" for m in methods)]
+# at 32 and 64 samples fewer grids share a row, so each sample keeps about 50 px on a laptop screen; rows are
+# filled evenly (3 grids take 3 columns, not 3 of 4), so no part of a row stays empty
+per_row = PER_ROW if sett.n <= 16 else 3
+cols = math.ceil(len(labels) / math.ceil(len(labels) / per_row))
+steps_total = 1 + 2 * len(methods)
+status = st.status(f"Sampling FP32 (step 1 of {steps_total})…", expanded=False)
 slots = []
-for start in range(0, len(labels), PER_ROW):
-    slots.extend(st.columns(PER_ROW)[: len(labels[start:start + PER_ROW])])
+for start in range(0, len(labels), cols):
+    slots.extend(st.columns(cols)[: len(labels[start:start + cols])])
 
 t_page = time.perf_counter()
 with slots[0]:
     st.markdown("**FP32** (reference)")
-    with st.spinner("Sampling FP32…"):
-        ref = sh.fp32_run(key, sett.run_args(), ck)
+    ref = sh.fp32_run(key, sett.run_args(), ck)
     st.image(make_grid(ref.images, nrow, scale=scale), width="stretch")
     st.caption(f"{ref.nfe} evaluations · {ref.seconds:.2f} s")
 
 results = {}
-for slot, method, label in zip(slots[1:], methods, labels[1:]):
+for i, (slot, method, label) in enumerate(zip(slots[1:], methods, labels[1:])):
     with slot:
         st.markdown(f"**{label}**")
-        with st.spinner(f"Quantizing and sampling {label}…"):
+        status.update(label=f"Quantizing with {method} at {sh.bits_text(sett.bits)} (step {2 + 2 * i} of "
+                            f"{steps_total}; change any setting to stop)…")
+        _, err = sh.safe(sh.quantized, key, method, sett.bits, sett.granularity, ck.model)
+        if not err:
+            status.update(label=f"Sampling with {method} (step {3 + 2 * i} of {steps_total})…")
             res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck)
         if err:
             st.warning(err, icon=":material/warning:")
@@ -56,7 +65,8 @@ for slot, method, label in zip(slots[1:], methods, labels[1:]):
         a.metric("SSIM", f"{s['ssim']:.3f}", help=f"95% interval {s['ssim_lo']:.3f}–{s['ssim_hi']:.3f}")
         b.metric("PSNR dB", f"{s['psnr']:.1f}", help=f"95% interval {s['psnr_lo']:.1f}–{s['psnr_hi']:.1f} dB")
         st.caption(f"quantize {res.quant_seconds:.2f} s · sample {res.run.seconds:.2f} s")
-st.caption(f"Page computed in {time.perf_counter() - t_page:.2f} s (cached results come back instantly).")
+status.update(label=f"{steps_total} steps done in {time.perf_counter() - t_page:.1f} s "
+                    "(cached results come back instantly)", state="complete")
 
 
 if results:
@@ -73,14 +83,16 @@ if results:
         for i in range(n):
             r, c = divmod(i, nrow)
             grid[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = d[i]
-        top = max(0.05, float(np.nanmax(grid)))
+        # one colour scale for every method, so brightness compares across them
+        top = max(0.05, *(float(r.scores.absdiff.max()) for r in results.values()))
         fig = go.Figure(go.Heatmap(z=grid, colorscale=INFERNO, zmin=0, zmax=top, colorbar={"title": "|x − x̂|"},
                                    hovertemplate="|diff| %{z:.3f}<extra></extra>"))
         bare = {"showticklabels": False, "showgrid": False, "zeroline": False, "ticks": "", "showline": False}
         fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", **bare)
         fig.update_xaxes(constrain="domain", **bare)
         fig.update_layout(height=420, plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                          title=f"|FP32 − {method} {sett.bits}-bit| per pixel, same layout as the grids")
+                          title=f"|FP32 − {method} {sett.bits}-bit| per pixel, same layout as the grids; "
+                                "one colour scale for every method")
         st.plotly_chart(fig, key="heat_chart", theme=None)  # keep the heat colour scale as drawn
 
     heat_map()

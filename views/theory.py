@@ -24,8 +24,7 @@ Fewer bits give a larger $\varepsilon$; a codebook closer to the weights (lower 
 if not sh.need_methods(sett):
     st.stop()
 
-with st.spinner("Sampling and measuring…"):
-    results = sh.method_results(key, sett, ck)
+results = sh.method_results(key, sett, ck)
 
 bounds: dict = {}
 if sett.solver not in FIXED_STEP_ORDER:
@@ -58,7 +57,7 @@ for m, r in results.items():
                                  line={"color": color, "dash": "dash"},
                                  marker={"color": color, "symbol": "diamond-open", "size": 13}))
 fig.update_layout(xaxis_title="t", yaxis_title="‖x_t − x̂_t‖ (ℓ2 over pixels)", height=440, margin={"t": 30},
-                  legend_title=f"{sett.bits}-bit, {sett.granularity}")
+                  legend_title=f"{sett.bits}-bit, {sh.gran_text(sett.granularity)}")
 if bounds:
     fig.update_yaxes(type="log")
 st.plotly_chart(fig, key="theory_chart")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from fmq import compare
 from fmq.images import make_grid
 from views import _shared as sh
 
-SNAPSHOTS = 6  # columns of each strip: t = 0 … 1
+SNAPSHOTS = 6  # at most this many columns per strip: t = 0 … 1
 
 sett, key, ck, dataset = sh.page_model()
 st.title("Trajectories: from noise to image")
@@ -21,15 +21,14 @@ with st.spinner("Sampling FP32…"):
     ref = sh.fp32_run(key, sett.run_args(), ck)
 results = {}
 if sh.need_methods(sett):
-    with st.spinner("Quantizing and sampling…"):
-        results = sh.method_results(key, sett, ck)
+    results = sh.method_results(key, sett, ck)
 
 
 @st.fragment
 def strips() -> None:
     """Its own fragment: choosing other samples redraws only the strips."""
     k = st.slider("Samples shown", 1, min(6, sett.n), min(3, sett.n), key="traj_count")
-    idx = np.unique(np.linspace(0, len(ref.times) - 1, SNAPSHOTS).round().astype(int))
+    idx = compare.even_snapshots(len(ref.times), most=SNAPSHOTS)  # evenly spaced times (0.25 apart at 8 steps)
     st.caption("t = " + " · ".join(f"{ref.times[i]:.2f}" for i in idx))
     runs = {"FP32": ref.trajectory, **{f"{m} · {sett.bits}-bit": r.run.trajectory for m, r in results.items()}}
     cols = st.columns(min(len(runs), 4))

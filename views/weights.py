@@ -76,7 +76,7 @@ for m in methods:
                              text=[x["layer"] for x in r], line={"color": sh.method_color(m)},
                              hovertemplate="%{text}<br>W2 %{y:.2e}<extra>" + m + "</extra>"))
 fig.update_layout(xaxis_title="layer (input → output)", yaxis_title="W2(FP32, quantized)", yaxis_type="log",
-                  height=380, margin={"t": 30}, legend_title=f"{sett.bits}-bit, {sett.granularity}")
+                  height=380, margin={"t": 30}, legend_title=f"{sett.bits}-bit, {sh.gran_text(sett.granularity)}")
 fig.update_yaxes(dtick="D2", tickformat=".1e")  # labels at 1, 2 and 5 per decade, not a digit at every line
 st.plotly_chart(fig, key="weights_layers")
 st.caption("Lower is better: W2 is the optimal-transport distance between a layer's FP32 weights and their "
