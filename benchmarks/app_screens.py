@@ -1,9 +1,10 @@
 """Screenshots of every app page with the shipped checkpoints, for the README: assets/screens/<page>.png.
 
 Starts `streamlit run app.py`, opens each page in Debian's chromium (MNIST, ot + uniform at 2 bits, the
-sidebar's defaults), waits for every image and chart, and saves a full-page PNG. Usage:
+sidebar's defaults, or the settings of ``--link``), waits for every image and chart, and saves a full-page
+PNG. Usage:
 
-    python benchmarks/app_screens.py [--out assets/screens]
+    python benchmarks/app_screens.py [--out assets/screens] [--link "data=mnist&bits=4&n=64&steps=20"]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "assets" / "screens"))
     ap.add_argument("--pages", default=",".join(driver.PAGES), help="comma-separated page names")
+    ap.add_argument("--link", default="", help="URL parameters every page opens with (the app's shareable link)")
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -32,7 +34,7 @@ def main() -> int:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         for name in a.pages.split(","):
             path = driver.PAGES[name]
-            page.goto(f"{url}/{path}")
+            page.goto(f"{url}/{path}" + (f"?{a.link}" if a.link else ""))
             seconds = driver.wait_ready(page, timeout_ms=900_000)
             problems = driver.exceptions(page)
             driver.screenshot(page, out / f"{name}.png")
