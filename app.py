@@ -77,7 +77,7 @@ def method_help(methods: list[str]) -> str:
     return "Each is compared with the FP32 model.\n\n" + "\n".join(lines)
 
 
-def sidebar() -> None:
+def sidebar(page: str) -> None:
     side = st.sidebar
     s = st.session_state
     _upload_box()
@@ -86,7 +86,7 @@ def sidebar() -> None:
         side.error("No checkpoints found in checkpoints/. Train one with `python -m fmq train` or upload one.")
         return
     methods = compare.method_names()
-    _link.read_link(models, methods)  # a shared link's settings, on a session's first run
+    _link.read_link(models, methods, page)  # a shared link's settings: a session's first run, an in-app link
     for k, v in _link.DEFAULTS.items():
         s.setdefault(k, v)
     s.setdefault("methods", [m for m in DEFAULT_METHODS if m in methods])
@@ -104,8 +104,9 @@ def sidebar() -> None:
         c2.selectbox("Group size", _link.GROUP_SIZES, key="group_size")
 
     c1, c2 = side.columns(2)
-    c1.selectbox("Solver", sh.SOLVERS, key="solver", help="ODE solver from noise (t=0) to image (t=1).\n\n" + "\n".join(
-        f"- **{n}**: {info.summary}" for n, info in SOLVER_TABLE.items()))
+    solver_help = "\n".join(f"- **{n}**: {info.summary}" for n, info in SOLVER_TABLE.items())
+    c1.selectbox("Solver", _link.SOLVERS, key="solver",
+                 help=f"ODE solver from noise (t=0) to image (t=1).\n\n{solver_help}")
     if SOLVER_TABLE[s.get("solver", "heun")].adaptive:
         c2.caption("adaptive steps")
     else:
@@ -140,5 +141,6 @@ def sidebar() -> None:
     _link.write_link(conditional=bool(names))
 
 
-sidebar()
-st.navigation(PAGES).run()
+nav = st.navigation(PAGES)  # first, so the sidebar knows which page this run shows
+sidebar(nav.url_path)
+nav.run()

@@ -17,11 +17,13 @@ GRANULARITIES = ("channel", "tensor", "group")
 GROUP_SIZES = (16, 32, 64, 128, 256)
 SAMPLE_COUNTS = (4, 8, 16, 32, 64)
 MAX_STEPS = 100
+SOLVERS = ("heun", *(s for s in SOLVER_TABLE if s != "heun"))  # the picker's order: the default first
 # what a new session starts with (session-state key -> value); "guidance" follows the data set (zoo)
 DEFAULTS = {"bits": 2, "granularity": "channel", "group_size": 64, "solver": "heun", "steps": 8, "n": 16,
             "seed": 0, "label": "any"}
 READ = "_link_read"  # session-state flag: the URL has been read for this session
 WRITTEN = "_link_written"  # session-state: the parameters the app last put into the URL
+PAGE = "_link_page"  # session-state: the page of the last run
 
 
 def _int(text: str, ok) -> int | None:
@@ -80,12 +82,17 @@ def _parse(params: dict[str, str], models: dict[str, str], methods: list[str]) -
     return out, bad
 
 
-def read_link(models: dict[str, str], methods: list[str]) -> None:
+def read_link(models: dict[str, str], methods: list[str], page: str) -> None:
     """The URL's settings into session state, and a note on any it could not use: on a session's first run,
-    and whenever the URL holds other settings than the app last wrote (a link followed inside the app)."""
+    and when a link inside the app opens another page with settings other than the app last wrote.
+
+    Never on a rerun of the same page: the browser sends its address with every rerun, and one the app has
+    just rewritten may not have reached it yet, so reading it then would undo the widget just moved.
+    """
     s = st.session_state
     params = {k: st.query_params[k] for k in st.query_params}
-    if s.get(READ) and (not params or params == s.get(WRITTEN)):
+    moved, s[PAGE] = s.get(PAGE) != page, page
+    if s.get(READ) and not (moved and params and params != s.get(WRITTEN)):
         return
     s[READ] = True
     values, bad = _parse(params, models, methods)

@@ -9,7 +9,7 @@ import pytest
 
 from fmq import compare, zoo
 from fmq.checkpoint import CheckpointError, fingerprint, load_checkpoint
-from views import _shared as sh
+from views import _models
 
 from .conftest import tiny_checkpoint
 from .test_pages import PAGES, figures, goto, values
@@ -22,7 +22,7 @@ def test_cached_fp32_models_hash_the_same_after_every_page(make_app, tiny_zoo):
         for page in PAGES:
             goto(at, page)
         ref = zoo.ref_for(tiny_zoo / f"{name}.safetensors", name)
-        cached = sh._shipped_model(ref.path, ref.mtime_ns, ref.size)  # the very object every session shares
+        cached = _models._shipped_model(ref.path, ref.mtime_ns, ref.size)  # the very object every session shares
         assert fingerprint(cached.model) == on_disk[name]
 
 

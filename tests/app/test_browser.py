@@ -169,6 +169,11 @@ def test_a_link_round_trips_and_a_bad_upload_is_explained(server, browser):
     other = browser.new_context().new_page()  # a link handed to someone else
     other.goto(link)
     main_has(other, "uniform · 5-bit")
+    other.goto(server)  # Home's link to the contrast opens Generate on its own settings
+    driver.wait_ready(other)
+    other.get_by_text("See it: MNIST digits, ot against uniform at 4 bits").click()
+    main_has(other, "uniform · 4-bit")
+    assert "data=mnist" in other.url and "bits=4" in other.url
 
     side.get_by_text("Bring your own model").click()
     side.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(

@@ -76,3 +76,12 @@ def test_cifar10_fidelity_uses_the_guidance_3_results_and_names_the_file(make_ap
     assert set(at.dataframe[0].value["guidance"]) == {3.0}
     at.sidebar.slider(key="guidance").set_value(1.0).run()
     assert "cifar10.csv was made with these very settings" in at.success[0].value
+
+
+def test_a_stale_address_on_a_rerun_does_not_undo_a_moved_widget(make_app):
+    """The browser sends its address with every rerun; one the app has just rewritten may not have reached
+    it yet. Reading it then reset the slider just moved (found by the browser test)."""
+    at = make_app(model_id="mnist", methods=["uniform"])
+    at.query_params["bits"] = "2"  # what the browser still shows
+    at.sidebar.slider(key="bits").set_value(5).run()
+    assert at.session_state["bits"] == 5 and at.query_params["bits"] == "5"

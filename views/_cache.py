@@ -1,0 +1,125 @@
+"""The cached calls into fmq that pages share.
+
+* quantized models live in ``st.cache_resource`` and are only ever read;
+* runs, scores and tables live in ``st.cache_data`` with bounded entries, keyed by the model's identity
+  (``key``: file path, mtime and size, or the sha256 of an upload);
+* arguments that start with ``_`` are not hashed: they are the models, already identified by ``key``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+import torch
+
+from fmq import compare, layerview, results, zoo
+from fmq.checkpoint import Checkpoint
+from fmq.sampling import make_noise
+from views._settings import Settings
+
+
+def quant_config(method: str, bits: int, granularity: str):
+    from fmq.quantize import QuantConfig
+
+    return QuantConfig(method=method, bits=int(bits), granularity=granularity)
+
+
+def _inputs(ck: Checkpoint, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    c = ck.config
+    return make_noise(n, (c.in_channels, c.image_size, c.image_size), seed), zoo.labels_for(c, n, label)
+
+
+@st.cache_resource(max_entries=12, show_spinner=False)
+def quantized(key: str, method: str, bits: int, granularity: str, _model) -> compare.Quantized:
+    """A quantized copy of the FP32 model (cached: every page of every user shares it, read-only)."""
+    return compare.quantize(_model, quant_config(method, bits, granularity))
+
+
+# runs keep whole trajectories (up to ~80 MB at 64 RGB samples × 100 steps): bound the bytes, not just the count
+@st.cache_data(max_entries=24, max_size="512MB", show_spinner=False)
+def fp32_run(key: str, run_args: tuple, _ck: Checkpoint) -> compare.Run:
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, n, seed, label)
+    return compare.generate(_ck.model, noise, y, solver, steps, guidance, seed=seed)
+
+
+@st.cache_data(max_entries=96, max_size="1GB", show_spinner=False)
+def method_run(key: str, method: str, bits: int, granularity: str, run_args: tuple,
+               _ck: Checkpoint) -> compare.MethodResult:
+    """Quantize, generate from the same noise as FP32, and score against FP32."""
+    n, seed, label, solver, steps, guidance = run_args
+    ref = fp32_run(key, run_args, _ck)
+    q = quantized(key, method, bits, granularity, _ck.model)
+    noise, y = _inputs(_ck, n, seed, label)
+    run = compare.generate(q.model, noise, y, solver, steps, guidance, seed=seed)
+    return compare.MethodResult(quant_config(method, bits, granularity), run, compare.score(ref, run),
+                                q.seconds, q.report)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granularity: str, index: int,
+               _model) -> layerview.LayerView:
+    return layerview.layer_view(_model, name, methods, bits, granularity, index)
+
+
+def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model) -> list[dict]:
+    """Per-layer W2/MSE of every method, from the (cached) quantized models' reports."""
+    reports = {m: quantized(key, m, bits, granularity, _model).report for m in methods}
+    return layerview.layer_table(reports)
+
+
+@st.cache_data(max_entries=64, max_size="256MB", show_spinner=False)
+def packed(key: str, method: str, bits: int, granularity: str, dataset: str,
+           _model) -> tuple[layerview.CompressionRow, bytes]:
+    """The packed file's size row and bytes (kept for the download button)."""
+    return layerview.pack(_model, quant_config(method, bits, granularity), source_meta={"dataset": dataset})
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args: tuple, dataset: str,
+                   _ck: Checkpoint) -> dict:
+    """One (method, bits) point of the Fidelity page: a full results row (fmq.results.COLUMNS), packed size too."""
+    res = method_run(key, method, bits, granularity, run_args, _ck)
+    size = compare.packed_size(_ck.model, res.config, res.report.codebooks)
+    return compare.result_row(res, dataset, size)
+
+
+def shipped_results(dataset: str, sett: Settings) -> results.Shipped | None:
+    """The shipped sweep rows for a shipped model ("" for uploads) closest to the sidebar's settings."""
+    return results.shipped_results(dataset, results.Wanted(
+        methods=sett.methods, granularity=sett.granularity, n=sett.n, solver=sett.solver, steps=sett.steps,
+        seed=sett.seed, guidance=sett.guidance, label=sett.label))
+
+
+BOUND_SAMPLES = 4  # the bound needs Jacobian-vector products at every step: a few samples keep it to seconds
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _sensitivity(key: str, run_args: tuple, _ck: Checkpoint):
+    from fmq.bounds import fp32_sensitivity
+
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, min(n, BOUND_SAMPLES), seed, label)
+    return fp32_sensitivity(_ck.model, noise, y, solver, steps, guidance, power_iters=3)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def bound_report(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint):
+    """fmq.bounds.degradation_report for the first BOUND_SAMPLES samples (the FP32 side shared by all methods)."""
+    from fmq.bounds import degradation_report
+
+    n, seed, label, solver, steps, guidance = run_args
+    noise, y = _inputs(_ck, min(n, BOUND_SAMPLES), seed, label)
+    sens = _sensitivity(key, run_args, _ck)
+    q = quantized(key, method, bits, granularity, _ck.model)
+    return degradation_report(_ck.model, q.model, noise, y, solver, steps, guidance, power_iters=3, sensitivity=sens)
+
+
+def torch_threads() -> None:
+    """One intra-op thread per computation: the server runs one script thread per user on a small machine,
+    and two threads fighting over two busy cores are many times slower than one (measured: 0.08 s against
+    1.5 s per MNIST evaluation while a training run held both cores). FMQ_TORCH_THREADS overrides."""
+    want = int(os.environ.get("FMQ_TORCH_THREADS", "1"))
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)

@@ -1,0 +1,58 @@
+"""The sidebar's settings as one frozen value per run, and the words pages use to describe them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from fmq.sampling import describe_steps
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The sidebar, read once per run."""
+
+    model_id: str  # ModelRef.name of a shipped model, or "upload:<sha>"
+    methods: tuple[str, ...]
+    bits: int
+    granularity: str  # "channel" | "tensor" | "group:G"
+    solver: str
+    steps: int
+    n: int
+    seed: int
+    label: int | None  # None = every class in turn (or an unconditional model)
+    guidance: float
+
+    def run_args(self) -> tuple:
+        """The sampling settings as a hashable tuple (a cache key part)."""
+        return (self.n, self.seed, self.label, self.solver, self.steps, self.guidance)
+
+    def describe(self) -> str:
+        cls = "" if self.label is None else f", class {self.label}"
+        return (f"{self.n} samples, {describe_steps(self.solver, self.steps)}, seed {self.seed}{cls}"
+                f", guidance {self.guidance:g}, codebooks {gran_text(self.granularity)}")
+
+
+def bits_text(bits: int) -> str:
+    """"1 bit", "2 bits"."""
+    return f"{bits} bit" if bits == 1 else f"{bits} bits"
+
+
+def gran_text(granularity: str) -> str:
+    """"per channel", "per tensor", "groups of 16" (what a legend or caption says for "group:16")."""
+    return f"groups of {granularity.split(':')[1]}" if granularity.startswith("group:") else f"per {granularity}"
+
+
+def settings() -> Settings:
+    s = st.session_state
+    gran = s.get("granularity", "channel")
+    if gran == "group":
+        gran = f"group:{s.get('group_size', 64)}"
+    label = s.get("label", "any")
+    return Settings(
+        model_id=s.get("model_id", ""), methods=tuple(s.get("methods", ())), bits=int(s.get("bits", 2)),
+        granularity=gran, solver=s.get("solver", "heun"), steps=int(s.get("steps", 8)), n=int(s.get("n", 16)),
+        seed=int(s.get("seed", 0)), label=None if label in (None, "any") else int(label),
+        guidance=float(s.get("guidance", 1.0)),
+    )
