@@ -37,6 +37,7 @@ __all__ = [
     "quantize",
     "method_names",
     "compare",
+    "against",
     "packed_size",
     "result_row",
 ]
@@ -182,14 +183,15 @@ def compare(
     seed: int = 0,
 ) -> Comparison:
     """FP32 and one quantized model per config, all from the same ``noise``, scored against FP32."""
-    kw = dict(y=y, solver=solver, steps=steps, guidance=guidance, save_times=save_times, seed=seed)
-    ref = generate(model_fp, noise, **kw)
-    out = Comparison(ref)
-    for cfg in configs:
-        q = quantize(model_fp, cfg)
-        run = generate(q.model, noise, **kw)
-        out.methods.append(MethodResult(cfg, run, score(ref, run), q.seconds, q.report))
-    return out
+    ref = generate(model_fp, noise, y, solver, steps, guidance, save_times, seed)
+    return Comparison(ref, [against(ref, quantize(model_fp, cfg), cfg, noise, y) for cfg in configs])
+
+
+def against(ref: Run, q: Quantized, config: Any, noise: torch.Tensor, y: torch.Tensor | None = None) -> MethodResult:
+    """The quantized model ``q`` run exactly as ``ref`` was (same noise, labels, solver, steps, guidance, seed,
+    saved times) and scored against it."""
+    run = generate(q.model, noise, y, ref.solver, ref.steps, ref.guidance, ref.times, ref.seed)
+    return MethodResult(config, run, score(ref, run), q.seconds, q.report)
 
 
 def packed_size(model: nn.Module, config: Any, codebooks: dict | None = None) -> int:

@@ -48,13 +48,10 @@ def fp32_run(key: str, run_args: tuple, _ck: Checkpoint) -> compare.Run:
 def method_run(key: str, method: str, bits: int, granularity: str, run_args: tuple,
                _ck: Checkpoint) -> compare.MethodResult:
     """Quantize, generate from the same noise as FP32, and score against FP32."""
-    n, seed, label, solver, steps, guidance = run_args
-    ref = fp32_run(key, run_args, _ck)
+    n, seed, label, *_ = run_args
     q = quantized(key, method, bits, granularity, _ck.model)
-    noise, y = _inputs(_ck, n, seed, label)
-    run = compare.generate(q.model, noise, y, solver, steps, guidance, seed=seed)
-    return compare.MethodResult(quant_config(method, bits, granularity), run, compare.score(ref, run),
-                                q.seconds, q.report)
+    return compare.against(fp32_run(key, run_args, _ck), q, quant_config(method, bits, granularity),
+                           *_inputs(_ck, n, seed, label))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
