@@ -84,8 +84,11 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default="ot,ot-equal-mass,uniform,pwl,log2", help="comma-separated")
     p.add_argument("--bits", default="1-8", help="e.g. 1-8 or 2,4,8")
     p.add_argument("--granularity", default="channel", help="tensor | channel | group:G")
-    p.add_argument("--scope", default="weights", choices=["weights", "all"])
-    p.add_argument("--protocol", default="generation", help="generation, velocity, or both comma-separated")
+    p.add_argument("--scope", choices=["weights", "all"],
+                   help="default: weights (Conv/Linear) for generation, all (every float tensor) for velocity")
+    p.add_argument("--protocol", default="generation",
+                   help="generation (ours: generations from the same noise), velocity (the paper's PSNR-SSIM.py "
+                        "exactly: one velocity at t = 0 on the first n test images), or both comma-separated")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--solver", default="heun", choices=SOLVERS)
     p.add_argument("--steps", type=int, default=20)
@@ -93,7 +96,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--bound", action="store_true", help="add the degradation-bound columns (slower)")
     p.add_argument("--no-cache", action="store_true", help="recompute every point")
-    p.add_argument("--out", required=True, help="CSV path; the PNG and HTML plots are written beside it")
+    p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows of protocols not "
+                                 "swept now that are already in the file are kept. Without --out: print only")
 
 
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
@@ -221,30 +225,36 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
 
     from .checkpoint import load_checkpoint
     from .plots import save_sweep_plots
-    from .results import PAPER_CLAIMS, write_csv
+    from .results import PAPER_CLAIMS, merge_csv, read_results
     from .sweep import SweepConfig, iter_sweep
-    from .zoo import checkpoint_dir, sweep_inputs
+    from .zoo import checkpoint_dir, sweep_inputs, test_images
 
     ckpt = Path(a.checkpoint) if a.checkpoint else checkpoint_dir() / f"{a.dataset}.safetensors"
     model = load_checkpoint(ckpt).model
     eval_images, classifier = sweep_inputs(a.dataset, model.config, a.data, a.n, a.seed)
     rows_all = []
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     for protocol in a.protocol.split(","):
         cfg = SweepConfig(methods=tuple(a.methods.split(",")), bits=_parse_bits(a.bits), granularity=a.granularity,
                           scope=a.scope, protocol=protocol, n=a.n, solver=a.solver, steps=a.steps, seed=a.seed,
                           guidance=a.guidance)
         extra_fn = _bound_columns(cfg) if a.bound and protocol == "generation" else None
+        images = test_images(a.dataset, a.data) if protocol == "velocity" else eval_images  # the paper's: in order
         total = len(cfg.methods) * len(cfg.bits)
-        rows = []
-        for row in tqdm(iter_sweep(model, cfg, eval_images, classifier, not a.no_cache, extra_fn), total=total,
+        print(f"{a.dataset}, {protocol} protocol, scope {cfg.scope}, {cfg.granularity}:")
+        print(f"{'method':>14} {'bits':>4} {'SSIM':>7} {'PSNR dB':>8} {'latent mean_var':>15} {'std_var':>8} "
+              f"{'collapsed':>9} {'ratio':>6}")
+        for row in tqdm(iter_sweep(model, cfg, images, classifier, not a.no_cache, extra_fn), total=total,
                         desc=f"{a.dataset} {protocol}", file=sys.stderr):
-            rows.append(row)
-        rows_all.extend(rows)
-    save_sweep_plots([{**r.__dict__, "dataset": a.dataset} for r in rows_all], out, PAPER_CLAIMS)
-    write_csv(rows_all, out, dataset=a.dataset)
-    print(f"wrote {out} ({len(rows_all)} rows) with PNG and HTML plots beside it")
+            rows_all.append(row)
+            tqdm.write(f"{row.method:>14} {row.bits:>4} {row.ssim:>7.4f} {row.psnr:>8.2f} {row.latent_mean_var:>15.6g} "
+                       f"{row.latent_std_var:>8.4g} {row.latent_collapsed:>9} {row.latent_var_ratio:>6.3f}",
+                       file=sys.stdout)
+    if a.out:
+        out = Path(a.out)
+        kept = merge_csv(rows_all, out, dataset=a.dataset)
+        save_sweep_plots(read_results(out), out, PAPER_CLAIMS)
+        print(f"wrote {out} ({len(rows_all)} rows" + (f"; kept its {kept} rows of other protocols" if kept else "")
+              + ") with PNG and HTML plots beside it")
     return 0
 
 

@@ -24,7 +24,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 __all__ = ["PSNR_CAP", "ssim_per_image", "psnr_per_image", "mean_ci95", "w2_distance", "deviation",
            "PAPER_SSIM_WINDOW", "PAPER_C1", "PAPER_C2", "paper_ssim_map", "paper_ssim", "paper_psnr",
-           "pca_variances", "paper_latent_stats"]
+           "pca_variances", "paper_latent_stats", "paper_latent_summary"]
 
 PSNR_CAP = 100.0  # dB reported for bit-identical images (true PSNR is +inf)
 
@@ -161,5 +161,10 @@ def pca_variances(acts: torch.Tensor, k: int = 20, ddof: int = 0) -> np.ndarray:
 def paper_latent_stats(acts: torch.Tensor, k: int = 20) -> tuple[float, float, int]:
     """The paper's latent stability (``MNIST-Latent.py``): PCA to k components fitted on these activations
     alone, then (mean, standard deviation (ddof 0), number below 1e-4) of the k component variances."""
-    var = pca_variances(acts, k, ddof=0)
+    return paper_latent_summary(pca_variances(acts, k, ddof=0))
+
+
+def paper_latent_summary(var: np.ndarray) -> tuple[float, float, int]:
+    """(mean, standard deviation (ddof 0), count below 1e-4) of component variances, as the paper reports."""
+    var = np.asarray(var, dtype=np.float64)
     return float(var.mean()), float(var.std()), int((var < PAPER_COLLAPSED).sum())

@@ -205,7 +205,10 @@ class UNet(nn.Module):
             emb = emb + self.label_emb(y)
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+        """The down path and the middle block: (middle-block output (B, C_mid, H/4, W/4) for two levels,
+        the skip activations, the time/label embedding). ``forward`` continues from here."""
         emb = self.embed(t, y, x.shape[0])
         p = self.config.patch_size
         h = F.pixel_unshuffle(x, p) if p > 1 else x
@@ -214,7 +217,11 @@ class UNet(nn.Module):
         for block in self.down:
             h = block(h, emb) if isinstance(block, ResBlock) else block(h)
             hs.append(h)
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)  # (B, C_mid, H/4, W/4)
+        return self.mid2(self.mid_attn(self.mid1(h, emb)), emb), hs, emb
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, y: torch.Tensor | None = None) -> torch.Tensor:
+        h, hs, emb = self.encode(x, t, y)
+        p = self.config.patch_size
         for block in self.up:
             if isinstance(block, ResBlock):
                 h = block(torch.cat([h, hs.pop()], dim=1), emb)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from .quant.codebook import BITS
 
-__all__ = ["PAPER_CLAIMS", "SweepRow", "COLUMNS", "SETTINGS_COLUMNS", "paper_claims", "write_csv", "read_results",
-           "results_dir", "results_files", "Wanted", "Shipped", "answers", "shipped_results"]
+__all__ = ["PAPER_CLAIMS", "SweepRow", "COLUMNS", "SETTINGS_COLUMNS", "paper_claims", "write_csv", "merge_csv",
+           "read_results", "results_dir", "results_files", "Wanted", "Shipped", "answers", "shipped_results"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,8 +64,10 @@ class SweepRow:
     mse: float  # mean squared weight error over the quantized tensors
     bits_per_weight: float  # index bits + codebook bits per quantized weight
     packed_bytes: int  # size of the packed safetensors file on disk
-    latent_var_ratio: float  # mean over PCA components of var_q / var_fp (1 = same spread)
-    latent_collapsed: int  # PCA components with variance < 1e-4
+    latent_var_ratio: float  # fmq's: mean over the 20 PCA components of var_q / var_fp (1 = same spread)
+    latent_collapsed: int  # the paper's: PCA components with variance < 1e-4
+    latent_mean_var: float  # the paper's: mean of the 20 PCA component variances (absolute, ddof 0)
+    latent_std_var: float  # the paper's: their standard deviation (ddof 0)
     n: int
     solver: str
     steps: int
@@ -92,6 +94,29 @@ def write_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> Path
             d = dataclasses.asdict(r)
             w.writerow([dataset, *(d[k] for k in COLUMNS[1:]), *(r.extra.get(k, "") for k in extra_keys)])
     return path
+
+
+def merge_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> int:
+    """:func:`write_csv` of ``rows`` into ``path``, keeping the rows already there whose protocol is not
+    among ``rows``' protocols (values as written, extra columns too). Returns how many were kept."""
+    path = Path(path)
+    old: list[dict] = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            old = list(csv.DictReader(f))
+    swept = {r.protocol for r in rows}
+    keep = [r for r in old if r.get("protocol") not in swept]
+    write_csv(rows, path, dataset)
+    if keep:
+        with open(path, newline="") as f:
+            new = list(csv.DictReader(f))
+        cols = list(new[0]) if new else list(COLUMNS)
+        cols += [c for r in keep for c in r if c not in cols]
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(cols)), restval="")
+            w.writeheader()
+            w.writerows(keep + new)  # the kept protocols first, as a combined sweep writes them
+    return len(keep)
 
 
 def _num(v: str):

@@ -6,16 +6,23 @@ Two protocols:
   solver, steps, guidance); SSIM/PSNR compare the quantized generations with the FP32 ones image by image
   (scikit-image, data range 2 on [-1, 1]); mean and 95 % interval over the images. Also the final-sample
   deviation ‖x₁ − x̂₁‖, its mean along the trajectory, and, where a classifier is given, the share of
-  quantized generations classified as the class asked for.
-* ``velocity`` (the paper's, arXiv 2511.11418 ``PSNR-SSIM.py``): one velocity evaluation at t = 0 on real
-  test images, unconditional; SSIM/PSNR of the quantized velocity against the FP32 one, with the data
-  range of the FP32 velocities (max − min over the batch) as the peak. It says how close the networks
-  are on one input, not how close the generations are.
+  quantized generations classified as the class asked for. Scope ``weights`` by default.
+* ``velocity`` (the paper's, arXiv 2511.11418 ``PSNR-SSIM.py``, computed as its code computes it): one
+  velocity evaluation at t = 0, unconditional, on the first ``n`` (64) test images in order, scaled to
+  [0, 1]; SSIM and PSNR of the raw quantized velocity against the raw FP32 one with the paper's formulas
+  (:func:`fmq.metrics.paper_ssim`, :func:`fmq.metrics.paper_psnr`: 11×11 zero-padded window, data range
+  1, peak 1, MSE pooled over the batch). Scope ``all`` (every float tensor) by default, as the paper
+  quantizes. It says how close the networks are on one input, not how close the generations are. The
+  95 % intervals are over images: of the per-image SSIM means (their mean is the paper's SSIM) and of the
+  per-image MSEs (their mean is the pooled MSE), mapped to dB.
 
 Both protocols also report W2 and MSE of the weights, the packed size on disk, bits per weight with the
-codebooks, and the paper's latent-stability measure (``MNIST-Latent.py``): middle-block activations at
-t = 0 on test images, PCA to 20 components fitted per model, the mean of per-component variance relative
-to FP32's, and the number of collapsed components (variance < 1e-4).
+codebooks, and the latent stability of ``MNIST-Latent.py``: the middle block's output at t = 0, PCA to 20
+components fitted per model, the paper's absolute mean and standard deviation (ddof 0) of the component
+variances and the count below 1e-4 (``latent_mean_var``, ``latent_std_var``, ``latent_collapsed``), and
+beside them fmq's ``latent_var_ratio``, the mean over components of var_q / var_fp. Under ``velocity``
+they are measured on the paper's inputs (up to 10,000 test images in [0, 1]); under ``generation`` on the
+few hundred test images in [-1, 1] the caller gives.
 
 Every (method, bits) point is cached as JSON keyed by the checkpoint's hash and the configuration, so a
 repeated or interrupted sweep reuses what it has.
@@ -39,33 +46,37 @@ from torch import nn
 
 from .checkpoint import fingerprint
 from .compare import generate, score
-from .metrics import PSNR_CAP, mean_ci95, psnr_per_image, ssim_per_image
+from .metrics import PSNR_CAP, mean_ci95, paper_latent_summary, paper_psnr, paper_ssim_map, pca_variances
 from .quant.codebook import BITS
 from .quant.packing import save_packed
 from .quantize import QuantConfig, quantize_model
 from .results import SweepRow
 from .sampling import make_noise
 
-__all__ = ["SweepConfig", "SweepRow", "PROTOCOLS", "iter_sweep", "latent_variances", "cache_dir"]
+__all__ = ["SweepConfig", "SweepRow", "PROTOCOLS", "PAPER_LATENT_IMAGES", "iter_sweep", "cache_dir"]
 
 PROTOCOLS = ("generation", "velocity")
+DEFAULT_SCOPE = {"generation": "weights", "velocity": "all"}  # the paper quantizes every float tensor
+PAPER_LATENT_IMAGES = 10_000  # MNIST-Latent.py: min(10,000, test set) test images
 
 @dataclass(frozen=True)
 class SweepConfig:
     methods: tuple[str, ...] = ("ot", "ot-equal-mass", "uniform", "pwl", "log2")
     bits: tuple[int, ...] = BITS
     granularity: str = "channel"  # "tensor" | "channel" | "group:G"
-    scope: str = "weights"  # "weights" (Conv/Linear) | "all" (every float tensor, the paper's protocol)
+    scope: str | None = None  # "weights" (Conv/Linear) | "all" (every float tensor); None: the protocol's own
     protocol: str = "generation"  # "generation" | "velocity"
-    n: int = 64  # images per point
+    n: int = 64  # images per point (generations, or the first test images of the velocity protocol)
     solver: str = "heun"
     steps: int = 20
-    seed: int = 0  # noise seed (generation) / test-image choice (velocity, latent)
+    seed: int = 0  # noise seed (generation); the velocity protocol takes the test images in order
     guidance: float = 1.0  # classifier-free guidance scale (conditional models)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.scope is None:
+            object.__setattr__(self, "scope", DEFAULT_SCOPE[self.protocol])
         if self.n < 2:
             raise ValueError(f"n must be at least 2 (for an interval), got {self.n}")
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -87,43 +98,45 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FMQ_CACHE", Path.home() / ".cache" / "fmq")) / "sweep"
 
 
-def _mid_activations(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Flattened output of the UNet's middle block at t = 0 (null label), (N, D)."""
-    out: list[torch.Tensor] = []
-    handle = model.mid2.register_forward_hook(lambda _m, _i, o: out.append(o.flatten(1)))
-    try:
-        with torch.no_grad():
-            model(images, torch.zeros(len(images)))
-    finally:
-        handle.remove()
-    return out[0]
+def _mid_activations(model: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Flattened output of the UNet's middle block at t = 0 (null label), (N, D), in batches."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch]
+            out.append(model.encode(x, torch.zeros(len(x)))[0].flatten(1))
+    return torch.cat(out)
+
+
+def _latent(model: nn.Module, images: torch.Tensor) -> np.ndarray:
+    """Variances (ddof 0) of the first 20 principal components of the middle block's output."""
+    return pca_variances(_mid_activations(model, images), 20, ddof=0)
 
 
 def _skipped_row(cfg: SweepConfig, qcfg: QuantConfig, reason: str) -> SweepRow:
     nan = float("nan")
     measured = ("ssim", "ssim_lo", "ssim_hi", "psnr", "psnr_lo", "psnr_hi", "deviation", "traj_deviation",
-                "class_acc", "w2", "mse", "bits_per_weight", "latent_var_ratio")
+                "class_acc", "w2", "mse", "bits_per_weight", "latent_var_ratio", "latent_mean_var", "latent_std_var")
     return SweepRow(method=qcfg.method, bits=qcfg.bits, protocol=cfg.protocol, granularity=qcfg.granularity,
                     packed_bytes=0, latent_collapsed=-1, n=cfg.n, solver=cfg.solver, steps=cfg.steps, seed=cfg.seed,
                     guidance=cfg.guidance, seconds=0.0, extra={"skipped": reason}, **dict.fromkeys(measured, nan))
 
 
-def latent_variances(acts: torch.Tensor, k: int = 20) -> np.ndarray:
-    """Variance of each of the first k principal components of activations (N, D), largest first.
+def _velocity_scores(ref: torch.Tensor, test: torch.Tensor) -> tuple[tuple, tuple]:
+    """The paper's SSIM and PSNR with 95 % intervals over images: ((ssim, lo, hi), (psnr, lo, hi)).
 
-    N samples span at most N − 1 centred directions, so k is capped at N − 1 (no spurious zero variances).
+    The SSIM is the mean of the whole map; the per-image means average to it. The PSNR is that of the
+    pooled MSE; the per-image MSEs average to it, and their interval maps to dB (PSNR falls as MSE rises).
     """
-    x = acts.double() - acts.double().mean(0)
-    s = torch.linalg.svdvals(x)[: min(k, len(x) - 1)]
-    return (s**2 / max(len(x) - 1, 1)).numpy()
+    ssim = mean_ci95(paper_ssim_map(ref, test).mean(dim=(1, 2, 3)).numpy(), -1.0, 1.0)
+    mse = ((test.double() - ref.double()) ** 2).mean(dim=(1, 2, 3)).numpy()
+    _, lo, hi = mean_ci95(mse, lo=0.0)
 
+    def db(v: float) -> float:
+        return PSNR_CAP if v <= 0 else min(PSNR_CAP, -10.0 * float(np.log10(v)))
 
-def _velocity_scores(ref: torch.Tensor, test: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    peak = float(ref.max() - ref.min())
-    # shift both by the FP32 minimum and scale to [-1, 1] so fmq.metrics' range-2 measures use that peak
-    lo = float(ref.min())
-    a, b = (ref - lo) / peak * 2 - 1, (test - lo) / peak * 2 - 1
-    return ssim_per_image(a, b), psnr_per_image(a, b)
+    psnr = min(PSNR_CAP, paper_psnr(ref, test))
+    return ssim, (psnr, db(hi), db(lo))
 
 
 def iter_sweep(
@@ -136,11 +149,13 @@ def iter_sweep(
 ) -> Iterator[SweepRow]:
     """Yield one :class:`SweepRow` per (method, bits), in order, as each is measured.
 
-    ``eval_images`` (N, C, H, W) real test images in [-1, 1]: the first ``cfg.n`` feed the velocity
-    protocol, all of them the latent-stability measure (give a few hundred; without them the latent
-    columns are nan). ``classifier`` maps images to
-    logits; used for class accuracy when the model is conditional. ``extra_fn(model_fp, model_q, noise)``
-    may add columns (e.g. the degradation bound) to ``row.extra``. The model is never modified.
+    ``eval_images`` (N, C, H, W) real test images in [-1, 1]. ``velocity``: the test split in order, as
+    the paper takes it (:func:`fmq.zoo.test_images`); the first ``cfg.n`` feed SSIM/PSNR and the first
+    :data:`PAPER_LATENT_IMAGES` the latent measure, both scaled to [0, 1]. ``generation``: a few hundred
+    test images for the latent measure (without them the latent columns are nan). ``classifier`` maps
+    images to logits; used for class accuracy when the model is conditional.
+    ``extra_fn(model_fp, model_q, noise)`` may add columns (e.g. the degradation bound) to ``row.extra``.
+    The model is never modified.
     """
     from .classifier import predict
 
@@ -148,14 +163,19 @@ def iter_sweep(
     shape = (mcfg.in_channels, mcfg.image_size, mcfg.image_size)
     noise = make_noise(cfg.n, shape, cfg.seed)
     y = torch.arange(cfg.n) % mcfg.num_classes if mcfg.conditional else None
-    if cfg.protocol == "velocity" and eval_images is None:
-        raise ValueError("the velocity protocol needs real test images (eval_images)")
-    real = None if eval_images is None else eval_images[: cfg.n]
+    velocity = cfg.protocol == "velocity"
+    if velocity and (eval_images is None or len(eval_images) < cfg.n):
+        raise ValueError(f"the velocity protocol needs at least n = {cfg.n} real test images (eval_images), "
+                         f"got {0 if eval_images is None else len(eval_images)}")
+    latent_images = real = None
+    if eval_images is not None:
+        latent_images = (eval_images[:PAPER_LATENT_IMAGES] + 1) / 2 if velocity else eval_images
+        real = latent_images[: cfg.n]
     key_base = {"model": fingerprint(model)[:16], "sweep": cfg.to_dict(), "classifier": classifier is not None,
                 "real": None if eval_images is None else hashlib.sha256(eval_images.numpy().tobytes()).hexdigest()[:16],
-                "extra": extra_fn is not None, "version": 1}
+                "extra": extra_fn is not None, "version": 2}  # 2: the paper's velocity formulas and latent measure
     ref_run = ref_vel = ref_var = None
-    fp_acc = float("nan")
+    extra0: dict = {}
     for method in cfg.methods:
         for bits in cfg.bits:
             key = hashlib.sha256(json.dumps({**key_base, "method": method, "bits": bits}, sort_keys=True)
@@ -165,14 +185,20 @@ def iter_sweep(
                 yield SweepRow(**json.loads(path.read_text()))
                 continue
             t0 = time.perf_counter()
-            if cfg.protocol == "generation" and ref_run is None:
+            if not velocity and ref_run is None:
                 ref_run = generate(model, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
+                fp_acc = float("nan")
                 if classifier is not None and y is not None:
                     fp_acc = float((predict(classifier, ref_run.images) == y).float().mean())
-            if eval_images is not None and ref_var is None:
+                extra0["fp32_class_acc"] = fp_acc
+            if velocity and ref_vel is None:
                 with torch.no_grad():
                     ref_vel = model(real, torch.zeros(len(real)))
-                ref_var = latent_variances(_mid_activations(model, eval_images))
+            if latent_images is not None and ref_var is None:
+                ref_var = _latent(model, latent_images)
+                if velocity:  # the paper's "Full" row, beside every quantized one
+                    extra0.update(zip(("fp32_latent_mean_var", "fp32_latent_std_var", "fp32_latent_collapsed"),
+                                      paper_latent_summary(ref_var)))
             qcfg = cfg.point_config(method, bits)
             try:
                 qmodel, report = quantize_model(model, qcfg)
@@ -183,11 +209,11 @@ def iter_sweep(
             with tempfile.TemporaryDirectory() as tmp:
                 packed = save_packed(model, qcfg, Path(tmp) / "q.safetensors", codebooks=report.codebooks)
                 packed_bytes = packed.stat().st_size
-            extra: dict = {"fp32_class_acc": fp_acc}
-            if cfg.protocol == "generation":
+            extra: dict = dict(extra0)
+            if not velocity:
                 run = generate(qmodel, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
                 sc = score(ref_run, run)
-                ssim, psnr = sc.ssim, sc.psnr
+                s, p = mean_ci95(sc.ssim, -1.0, 1.0), mean_ci95(sc.psnr, hi=PSNR_CAP)
                 dev, traj = float(sc.deviation[-1]), float(np.mean(sc.deviation))
                 acc = float("nan")
                 if classifier is not None and y is not None:
@@ -197,18 +223,22 @@ def iter_sweep(
             else:
                 with torch.no_grad():
                     vel = qmodel(real, torch.zeros(len(real)))
-                ssim, psnr = _velocity_scores(ref_vel, vel)
+                s, p = _velocity_scores(ref_vel, vel)
                 dev = float((vel - ref_vel).flatten(1).norm(dim=1).mean())
                 traj, acc = float("nan"), float("nan")
-            ratio, collapsed = float("nan"), -1
-            if eval_images is not None:
-                var = latent_variances(_mid_activations(qmodel, eval_images))
-                ratio, collapsed = float(np.mean(var / np.maximum(ref_var, 1e-12))), int((var < 1e-4).sum())
-            s = mean_ci95(ssim, -1.0, 1.0)
-            p = mean_ci95(psnr, hi=PSNR_CAP)
-            row = SweepRow(method, bits, cfg.protocol, qcfg.granularity, *s, *p, dev, traj, acc, report.w2,
-                           report.mse, report.bits_per_weight, packed_bytes, ratio, collapsed, cfg.n, cfg.solver,
-                           cfg.steps, cfg.seed, cfg.guidance, time.perf_counter() - t0, extra)
+            nan = float("nan")
+            ratio, collapsed, mean_var, std_var = nan, -1, nan, nan
+            if latent_images is not None:
+                var = _latent(qmodel, latent_images)
+                ratio = float(np.mean(var / np.maximum(ref_var, 1e-12)))
+                mean_var, std_var, collapsed = paper_latent_summary(var)
+            row = SweepRow(method=method, bits=bits, protocol=cfg.protocol, granularity=qcfg.granularity,
+                           ssim=s[0], ssim_lo=s[1], ssim_hi=s[2], psnr=p[0], psnr_lo=p[1], psnr_hi=p[2],
+                           deviation=dev, traj_deviation=traj, class_acc=acc, w2=report.w2, mse=report.mse,
+                           bits_per_weight=report.bits_per_weight, packed_bytes=packed_bytes,
+                           latent_var_ratio=ratio, latent_collapsed=collapsed, latent_mean_var=mean_var,
+                           latent_std_var=std_var, n=cfg.n, solver=cfg.solver, steps=cfg.steps, seed=cfg.seed,
+                           guidance=cfg.guidance, seconds=time.perf_counter() - t0, extra=extra)
             if use_cache:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(dataclasses.asdict(row)))  # NaN is kept as NaN

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "DEFAULT_DATA_DIR",
     "sweep_inputs",
+    "test_images",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -168,28 +169,35 @@ def labels_for(config: ModelConfig, n: int, label: int | None) -> torch.Tensor |
     return torch.full((n,), int(label), dtype=torch.long)
 
 
-def sweep_inputs(name: str, config: ModelConfig, data: str | Path | None = None, n: int = 64,
-                 seed: int = 0) -> tuple[torch.Tensor | None, nn.Module | None]:
-    """What a sweep of a shipped model measures against: real test images and the data set's classifier.
-
-    Returns (images, classifier). ``images`` are ``max(n, 512)`` test images (split 1; every row of an npz
-    without one) in [-1, 1] drawn with ``seed`` from ``data`` (default ``../shared/data/<name>.npz``), or
-    None when that file is not there; the classifier is ``checkpoints/<name>_classifier.safetensors`` for a
-    conditional model, else None.
-    """
-    from .classifier import load_classifier
+def test_images(name: str, data: str | Path | None = None) -> torch.Tensor | None:
+    """The test split of data set ``name`` in file order, (N, C, H, W) in [-1, 1]: split 1 of ``data``
+    (default ``../shared/data/<name>.npz``), or every row of an npz without one; None without the file."""
     from .data import DataError, load_dataset
 
-    images = None
     info = DATASETS.get(name)
     path = Path(data) if data else (DEFAULT_DATA_DIR / info.file if info else None)
-    if path is not None and path.exists():
-        try:
-            test = load_dataset(path, split=1)
-        except DataError:  # an npz without a test split: draw from all its rows (a broken file raises again)
-            test = load_dataset(path, split=None)
-        perm = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[: max(n, 512)]
-        images = test.images[perm]
+    if path is None or not path.exists():
+        return None
+    try:
+        return load_dataset(path, split=1).images
+    except DataError:  # an npz without a test split: all its rows (a broken file raises again)
+        return load_dataset(path, split=None).images
+
+
+def sweep_inputs(name: str, config: ModelConfig, data: str | Path | None = None, n: int = 64,
+                 seed: int = 0) -> tuple[torch.Tensor | None, nn.Module | None]:
+    """What a generation sweep of a shipped model measures against: real test images and the classifier.
+
+    Returns (images, classifier). ``images`` are ``max(n, 512)`` images of :func:`test_images` drawn with
+    ``seed``, or None when the data file is not there; the classifier is
+    ``checkpoints/<name>_classifier.safetensors`` for a conditional model, else None.
+    """
+    from .classifier import load_classifier
+
+    images = test_images(name, data)
+    if images is not None:
+        perm = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[: max(n, 512)]
+        images = images[perm]
     classifier = None
     cpath = checkpoint_dir() / f"{name}_classifier.safetensors"
     if cpath.is_file() and config.conditional:

@@ -1,13 +1,14 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from fmq.classifier import Classifier, ClassifierConfig
+from fmq.metrics import paper_psnr, paper_ssim
 from fmq.models import UNet
-from fmq.results import read_results, write_csv
-from fmq.sweep import SweepConfig, iter_sweep, latent_variances
+from fmq.quantize import QuantConfig, quantize_model
+from fmq.results import merge_csv, read_results, write_csv
+from fmq.sweep import SweepConfig, iter_sweep
 
 from .conftest import tiny_config
 
@@ -55,14 +56,45 @@ def test_cache_is_reused_and_keyed_by_config(model):
     assert other.steps == 3 and other.seconds != first.seconds
 
 
-def test_velocity_protocol(model):
-    real = torch.rand(5, 1, 8, 8) * 2 - 1
+def test_velocity_protocol_is_the_papers_formulas_on_the_first_test_images(model):
+    real = torch.rand(7, 1, 8, 8) * 2 - 1  # the test split in order, in [-1, 1]
     cfg = SweepConfig(methods=("ot",), bits=(2, 8), n=5, protocol="velocity")
+    assert cfg.scope == "all" and SweepConfig().scope == "weights"  # each protocol's own default scope
     r2, r8 = list(iter_sweep(model, cfg, real))
     assert r2.protocol == "velocity" and math.isnan(r2.traj_deviation)
     assert r8.psnr > r2.psnr and r8.deviation < r2.deviation
+    # the same numbers by hand: the first n images scaled to [0, 1], raw velocities at t = 0, scope all
+    x = (real[:5] + 1) / 2
+    q, _ = quantize_model(model, QuantConfig("ot", 2, "channel", "all"))
+    with torch.no_grad():
+        v, vq = model(x, torch.zeros(5)), q.eval()(x, torch.zeros(5))
+    assert r2.ssim == pytest.approx(paper_ssim(v, vq), rel=1e-9) and r2.psnr == pytest.approx(paper_psnr(v, vq))
+    assert r2.ssim_lo <= r2.ssim <= r2.ssim_hi and r2.psnr_lo <= r2.psnr <= r2.psnr_hi
+    # the paper's latent statistics on all 7 images beside fmq's ratio; FP32's in extra
+    for r in (r2, r8):
+        assert r.latent_mean_var > 0 and r.latent_std_var >= 0 and r.latent_collapsed >= 0 and r.latent_var_ratio > 0
+    assert r8.extra["fp32_latent_mean_var"] > 0
+    assert abs(r8.latent_mean_var / r8.extra["fp32_latent_mean_var"] - 1) < abs(r2.latent_mean_var /
+                                                                                r2.extra["fp32_latent_mean_var"] - 1)
     with pytest.raises(ValueError, match="test images"):
         list(iter_sweep(model, cfg))
+    with pytest.raises(ValueError, match="at least n = 5"):
+        list(iter_sweep(model, cfg, real[:3]))
+
+
+def test_merge_keeps_the_other_protocols_rows(model, tmp_path):
+    gen = list(iter_sweep(model, SweepConfig(methods=("uniform",), bits=(2,), n=3, steps=2)))
+    path = write_csv(gen, tmp_path / "r.csv", dataset="toy")
+    old_line = path.read_text().splitlines()[1]
+    vel = list(iter_sweep(model, SweepConfig(methods=("uniform",), bits=(2, 3), n=3, protocol="velocity"),
+                          torch.rand(4, 1, 8, 8) * 2 - 1))
+    assert merge_csv(vel, path, dataset="toy") == 1
+    rows = read_results(path)
+    assert [(r["protocol"], r["bits"]) for r in rows] == [("generation", 2), ("velocity", 2), ("velocity", 3)]
+    assert rows[0]["ssim"] == pytest.approx(gen[0].ssim) and math.isnan(rows[0]["latent_std_var"])
+    assert old_line.split(",")[:8] == path.read_text().splitlines()[1].split(",")[:8]
+    assert merge_csv(vel[:1], path, dataset="toy") == 1  # sweeping velocity again replaces its rows
+    assert [r["protocol"] for r in read_results(path)] == ["generation", "velocity"]
 
 
 def test_bad_config():
@@ -72,15 +104,6 @@ def test_bad_config():
         SweepConfig(protocol="fid")
     with pytest.raises(ValueError, match="method"):
         SweepConfig(methods=("kmeans++",))
-
-
-def test_latent_variances_known_answer():
-    g = torch.Generator().manual_seed(0)
-    z = torch.randn(4000, 3, generator=g, dtype=torch.float64) * torch.tensor([3.0, 2.0, 0.5], dtype=torch.float64)
-    rot = torch.linalg.qr(torch.randn(10, 10, generator=g, dtype=torch.float64))[0][:3]
-    var = latent_variances(z @ rot, k=5)
-    np.testing.assert_allclose(var[:3], [9.0, 4.0, 0.25], rtol=0.08)
-    assert var[3] < 1e-20
 
 
 def test_csv_round_trip(model, tmp_path):
