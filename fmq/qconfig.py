@@ -15,7 +15,7 @@ from fnmatch import fnmatchcase
 from torch import nn
 
 from .methods import check_method_bits, method_spec
-from .quant import parse_granularity
+from .quant import leaves_untouched, parse_granularity
 
 __all__ = ["QuantConfig", "CalibConfig", "select_tensors", "SCOPES"]
 
@@ -135,7 +135,8 @@ def _skipped(name: str, patterns: tuple[str, ...]) -> bool:
 
 
 def select_tensors(model: nn.Module, config: QuantConfig) -> tuple[list[str], list[str]]:
-    """State-dict names to quantize and to keep in FP32 under ``config.scope`` and ``config.skip``."""
+    """State-dict names to quantize and to keep in FP32 under ``config.scope`` and ``config.skip``; the paper's
+    quantizers also keep every tensor with fewer than 2**bits elements (:func:`fmq.quant.leaves_untouched`)."""
     if config.scope == "weights":
         wanted = {f"{m_name}.weight" if m_name else "weight" for m_name, mod in model.named_modules()
                   if isinstance(mod, _WEIGHT_MODULES) and getattr(mod, "weight", None) is not None}
@@ -143,6 +144,7 @@ def select_tensors(model: nn.Module, config: QuantConfig) -> tuple[list[str], li
         wanted = None
     chosen, kept = [], []
     for name, t in model.state_dict().items():
-        ok = t.is_floating_point() and (wanted is None or name in wanted) and not _skipped(name, config.skip)
+        ok = (t.is_floating_point() and (wanted is None or name in wanted) and not _skipped(name, config.skip)
+              and not leaves_untouched(config.method, t.numel(), config.bits))  # the paper's small tensors
         (chosen if ok else kept).append(name)
     return chosen, kept

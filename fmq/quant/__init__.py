@@ -15,6 +15,12 @@ log2           signed powers of two, Miyashita et al. 2016 (zero coded)         
 log2-paper     the paper's log grid per sign                                    :mod:`.log2`
 =============  ===============================================================  ==================
 
+The paper's own quantizers (``ot-equal-mass``, ``pwl-paper``, ``log2-paper``; its ``PC-OT-Quant.py``,
+``PC-PWL-Quant.py``, ``PC-Log-ECQ-Quant.py``) leave a whole tensor untouched when it has fewer elements
+than 2**bits (:func:`leaves_untouched`): :func:`fmq.quantize.quantize_model` keeps such a tensor in FP32,
+and :func:`quantize_tensor` codes it exactly, one level per value. The paper's uniform quantizer has no
+such rule, and neither have fmq's own methods.
+
 :mod:`.codebook` holds the shared ``Codebook`` type and the granularities, :mod:`.kmeans1d` the exact
 1-D k-means solver (compiled: the Lagrangian search in :mod:`.dp_lagrange`, the DP in :mod:`.dp_kernels`
 and :mod:`.dp_group`), :mod:`.common` the
@@ -27,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+import numpy as np
 import torch
 
 from .codebook import BITS, Codebook, Granularity, PerChannel, PerGroup, PerTensor, check_bits, parse_granularity
@@ -50,6 +57,8 @@ __all__ = [
     "check_bits",
     "kmeans_1d",
     "warm_kernels",
+    "PAPER_SKIPS_SMALL",
+    "leaves_untouched",
 ]
 
 _CORES = {
@@ -61,6 +70,22 @@ _CORES = {
     "pwl-paper": pwl_paper_core,
     "log2-paper": log2_paper_core,
 }
+
+
+PAPER_SKIPS_SMALL = frozenset({"ot-equal-mass", "pwl-paper", "log2-paper"})
+
+
+def leaves_untouched(method: str, numel: int, bits: int) -> bool:
+    """The paper's rule: its quantizers return a tensor with fewer than 2**bits elements as it is."""
+    return method in PAPER_SKIPS_SMALL and numel < 2**bits
+
+
+def _exact_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """One level per weight (a group shorter than 2**bits): the weights sorted, each pointing to itself."""
+    order = np.argsort(x, axis=1, kind="stable")
+    idx = np.empty_like(order)
+    np.put_along_axis(idx, order, np.arange(x.shape[1])[None, :].repeat(len(x), 0), 1)
+    return np.take_along_axis(x, order, 1), idx
 
 
 def _method(name: str, w: torch.Tensor, bits: int, granularity: Granularity | str = "channel") -> Codebook:
@@ -83,14 +108,21 @@ def quantize_tensors(ws: list[torch.Tensor], method: str, bits: int,
     each, computed in shared batches (groups of equal or, for ``ot``, similar length go together)."""
     if method not in _CORES:
         raise ValueError(f"unknown quantization method {method!r}; choose one of {', '.join(_CORES)}")
-    return make_codebooks(list(ws), bits, granularity, _CORES[method], method, ragged=method == "ot")
+    ws = list(ws)
+    small = [i for i, w in enumerate(ws) if leaves_untouched(method, w.numel(), bits)]
+    if not small:
+        return make_codebooks(ws, bits, granularity, _CORES[method], method, ragged=method == "ot")
+    out: list[Codebook | None] = [None] * len(ws)
+    rest = [i for i in range(len(ws)) if i not in set(small)]
+    for group, core in ((small, _exact_core), (rest, _CORES[method])):
+        for i, cb in zip(group, make_codebooks([ws[i] for i in group], bits, granularity, core, method)):
+            out[i] = cb
+    return out
 
 
 def warm_kernels() -> None:
     """Run every compiled (numba) kernel once on tiny inputs, so numba writes its on-disk cache: the first
     quantization of a fresh checkout then costs about a second instead of half a minute of compiling."""
-    import numpy as np
-
     rng = np.random.default_rng(0)
     kmeans_1d(rng.normal(size=(2, 600)), 64)  # Lagrangian search
     kmeans_1d(rng.normal(size=(2, 600)), 4)  # plain DP

@@ -12,10 +12,23 @@ per sign and 2^b - 1 distinct levels. At b = 1 there is no exponent field: the l
 Each weight takes its nearest level (in value, not in log2 — same codebook, smaller error). A group of
 zeros is coded exactly.
 
-``log2-paper`` — the paper's ``PC-Log-ECQ-Quant.py``: for each sign present, k levels at
-2^linspace(log2 min|w|, log2 max|w|, k) over that sign's weights, with K = min(2^b, n) split in half
-between the signs when both are present (one level if a sign's weights are all equal). Each weight
-takes its nearest level of its sign; zeros take the level nearest to zero.
+``log2-paper`` — the paper's ``PC-Log-ECQ-Quant.py`` (``quantize_tensor_log``), as its code computes it.
+With K = min(2^b, n) for a group of n weights (a single weight is kept as it is):
+
+* positive weights, if any: k₊ levels 2^linspace(log2 min w, log2 max w, k₊) over them, k₊ = K // 2 when
+  the group also has negative weights, else K;
+* negative weights, if any: k₋ = K // 2 levels, the same grid over their magnitudes, negated; **always**
+  K // 2, even in a group without positive weights, so such a group uses only half its levels. The
+  positive side's own rule (and the comment "process negative values symmetrically") says the negative
+  side was meant to get all K then: a bug in the paper's code, kept here because the paper's results
+  were made with it;
+* a side whose weights are all equal gets one level, that value; with k = 1 the level is the side's
+  smallest magnitude (``linspace(lo, hi, 1) = [lo]``);
+* each weight takes the nearest level of its own sign (in value); a zero takes the used level nearest
+  to zero (the paper's ``argmin |c|`` over the quantized values; at an exact tie between ±c fmq takes −c,
+  the paper whichever comes first in the tensor), and an all-zero group stays zero.
+
+The paper leaves a whole tensor untouched when it has fewer than 2^b elements (see :mod:`fmq.quant`).
 """
 
 from __future__ import annotations
@@ -41,11 +54,13 @@ def log2_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
 
 def log2_paper_core(x: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     bsz, n = x.shape
+    if n == 1:  # the paper's K <= 1: the group's mean, i.e. the weight itself
+        return x.copy(), np.zeros(x.shape, dtype=np.int64)
     k = min(2**bits, n)
     pos, neg = x > 0, x < 0
     has_pos, has_neg = pos.any(1, keepdims=True), neg.any(1, keepdims=True)
     k_pos = np.where(has_neg, k // 2, k)[:, 0]
-    k_neg = np.where(has_pos, k // 2, k)[:, 0]
+    k_neg = np.full(bsz, k // 2)  # the paper's code: K // 2 even without positive weights (see above)
 
     def side(mask, mag, count):
         lo = np.where(mask, mag, np.inf).min(1)

@@ -35,7 +35,7 @@ def _paper_log(flat: np.ndarray, bits: int) -> np.ndarray:
     k = min(2**bits, flat.size)
     out = np.zeros_like(flat)
     pos, neg = flat > 0, flat < 0
-    for mask, sign, kk in ((pos, 1.0, k // 2 if neg.any() else k), (neg, -1.0, k // 2 if pos.any() else k)):
+    for mask, sign, kk in ((pos, 1.0, k // 2 if neg.any() else k), (neg, -1.0, k // 2)):  # the paper's K // 2
         if not mask.any():
             continue
         mag = np.abs(flat[mask])
@@ -53,7 +53,21 @@ def test_log2_paper_matches_its_description():
     w = rng.standard_t(3, size=(6, 33))
     w[0] = np.abs(w[0])  # one sign only
     w[1, :5] = 0.0
+    w[2] = -np.abs(w[2])  # negative only: the paper still gives that side K // 2 levels
     for bits in (1, 2, 4):
         cb = quantize_tensor(torch.from_numpy(w), "log2-paper", bits, "channel")
         for r in range(6):
             np.testing.assert_allclose(cb.dequantize()[r].numpy(), _paper_log(w[r], bits), rtol=2e-6)
+
+
+def test_log2_paper_gives_a_negative_only_group_half_the_levels():
+    """The paper's code gives the negative side K // 2 levels even when there are no positive weights (a
+    bug kept for faithfulness); a positive-only group gets all K."""
+    w = torch.linspace(0.1, 2.0, 50)
+    for bits in (2, 3):
+        pos = quantize_tensor(w, "log2-paper", bits, "tensor").dequantize()
+        neg = quantize_tensor(-w, "log2-paper", bits, "tensor").dequantize()
+        assert len(torch.unique(pos)) == 2**bits and len(torch.unique(neg)) == 2 ** (bits - 1)
+        # the negative levels: 2^linspace(log2 0.1, log2 2, K // 2), negated
+        want = -(2.0 ** np.linspace(np.log2(0.1), np.log2(2.0), 2 ** (bits - 1)))
+        np.testing.assert_allclose(np.sort(torch.unique(neg).numpy()), np.sort(want), rtol=1e-6)
