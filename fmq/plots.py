@@ -113,7 +113,8 @@ _SWEEP_PLOT_COLUMNS = ("dataset", "method", "bits", "protocol", "granularity", "
 def save_sweep_plots(rows: list[dict], out: str | Path, claims: list[dict] | None = None) -> list[Path]:
     """PNG and HTML plots of a sweep's rows beside its CSV ``out``: ``D.png``/``D.html`` for the generation
     protocol, ``D_<protocol>.png``/``.html`` for the others. Titles come from the rows' own settings, so a
-    results CSV redraws the very plots its sweep wrote."""
+    results CSV redraws the very plots its sweep wrote. The paper's claims are drawn on the plot of the
+    protocol they were measured with only."""
     out = Path(out)
     missing = [k for k in _SWEEP_PLOT_COLUMNS if any(k not in r for r in rows)]
     if missing:
@@ -122,11 +123,16 @@ def save_sweep_plots(rows: list[dict], out: str | Path, claims: list[dict] | Non
     for protocol in dict.fromkeys(r["protocol"] for r in rows):
         rs = [r for r in rows if r["protocol"] == protocol]
         r0 = rs[0]
-        title = (f"{r0['dataset']}: {protocol} protocol, {r0['granularity']}, n={r0['n']}, "
-                 f"{r0['solver']} {r0['steps']} steps")
+        if protocol == "velocity":  # one network evaluation: no solver, no steps
+            title = (f"{r0['dataset']}: velocity protocol (the paper's: v at t = 0 on the first {r0['n']} test "
+                     f"images), {r0['granularity']}")
+        else:
+            title = (f"{r0['dataset']}: {protocol} protocol, {r0['granularity']}, n={r0['n']}, "
+                     f"{r0['solver']} {r0['steps']} steps")
         if float(r0["guidance"]) != 1.0:
             title += f", guidance {float(r0['guidance']):g}"
-        cl = [c for c in claims or [] if c["dataset"] == r0["dataset"]]
+        # a claim is drawn on the protocol it was measured with (the paper's: velocity)
+        cl = [c for c in claims or [] if c["dataset"] == r0["dataset"] and c.get("protocol", "velocity") == protocol]
         stem = out.with_suffix("") if protocol == "generation" else out.with_name(out.stem + f"_{protocol}")
         written.append(save_fidelity_png(rs, stem.with_suffix(".png"), cl, title))
         written.append(save_fidelity_html(rs, stem.with_suffix(".html"), cl, title))

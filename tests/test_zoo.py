@@ -73,7 +73,8 @@ def test_cli_sweep_writes_csv_and_plots(tmp_path, monkeypatch, capsys):
     for name in ("toy.png", "toy.html", "toy_velocity.png", "toy_velocity.html"):
         assert (out.parent / name).stat().st_size > 0
     assert "toy: generation protocol, channel, n=4, heun 2 steps" in (out.parent / "toy.html").read_text()
-    assert "toy: velocity protocol, channel, n=4, heun 2 steps" in (out.parent / "toy_velocity.html").read_text()
+    assert ("toy: velocity protocol (the paper's: v at t = 0 on the first 4 test images), channel"
+            in (out.parent / "toy_velocity.html").read_text())
 
 
 def test_cli_plot_rejects_what_is_not_a_results_csv(tmp_path, capsys):
