@@ -98,3 +98,10 @@ def test_papers_quantizers_leave_tensors_smaller_than_the_codebook_untouched(tin
     w = torch.tensor([0.1, -0.7, 0.25, 0.3])
     assert torch.equal(quantize_tensor(w, method, 3, "tensor").dequantize(), w)
     assert not torch.equal(quantize_tensor(w, "uniform", 3, "tensor").dequantize(), w)
+
+
+def test_the_skip_rule_covers_exactly_the_registrys_paper_methods():
+    from fmq.methods import METHODS as SPECS
+    from fmq.quant import PAPER_SKIPS_SMALL
+
+    assert PAPER_SKIPS_SMALL == {n for n, s in SPECS.items() if s.paper}
