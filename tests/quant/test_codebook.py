@@ -90,3 +90,14 @@ def test_constant_and_zero_tensors_give_no_nan(method):
         assert torch.isfinite(out).all()
         if value == 0.0 or method != "log2":
             assert torch.equal(out, w), method
+
+
+def test_which_methods_code_a_group_with_few_distinct_values_exactly():
+    """What the README says: only `ot` codes every group with no more distinct values than levels exactly;
+    `ot-equal-mass` a group with no more weights than levels; the grids need not hit the values."""
+    w = torch.tensor([[0.0, 0.0, 0.0, 0.1, 0.1, 0.1, 1.0, 1.0]] * 2)  # 3 distinct values, 8 weights, 2 bits
+    assert torch.equal(quantize_tensor(w, "ot", 2, "channel").dequantize(), w)
+    for m in ("ot-equal-mass", "uniform", "pwl", "log2", "pwl-paper", "log2-paper"):
+        assert not torch.equal(quantize_tensor(w, m, 2, "channel").dequantize(), w), m
+    few = torch.tensor([[0.3, -0.2, 0.9]] * 3)  # 9 weights (no skip at 2 bits), 3 per channel
+    assert torch.equal(quantize_tensor(few, "ot-equal-mass", 2, "channel").dequantize(), few)
