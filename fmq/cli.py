@@ -95,6 +95,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--guidance", type=float, default=1.0)
     p.add_argument("--bound", action="store_true", help="add the degradation-bound columns (slower)")
+    p.add_argument("--latent-images", type=int, default=10_000,
+                   help="velocity protocol: test images for the latent measure (the paper: up to 10,000; 0: skip)")
     p.add_argument("--no-cache", action="store_true", help="recompute every point")
     p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows of protocols not "
                                  "swept now that are already in the file are kept. Without --out: print only")
@@ -243,8 +245,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
         print(f"{a.dataset}, {protocol} protocol, scope {cfg.scope}, {cfg.granularity}:")
         print(f"{'method':>14} {'bits':>4} {'SSIM':>7} {'PSNR dB':>8} {'latent mean_var':>15} {'std_var':>8} "
               f"{'collapsed':>9} {'ratio':>6}")
-        for row in tqdm(iter_sweep(model, cfg, images, classifier, not a.no_cache, extra_fn), total=total,
-                        desc=f"{a.dataset} {protocol}", file=sys.stderr):
+        rows = iter_sweep(model, cfg, images, classifier, not a.no_cache, extra_fn, a.latent_images)
+        for row in tqdm(rows, total=total, desc=f"{a.dataset} {protocol}", file=sys.stderr):
             rows_all.append(row)
             tqdm.write(f"{row.method:>14} {row.bits:>4} {row.ssim:>7.4f} {row.psnr:>8.2f} {row.latent_mean_var:>15.6g} "
                        f"{row.latent_std_var:>8.4g} {row.latent_collapsed:>9} {row.latent_var_ratio:>6.3f}",

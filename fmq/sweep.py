@@ -146,6 +146,7 @@ def iter_sweep(
     classifier: nn.Module | None = None,
     use_cache: bool = True,
     extra_fn: Callable[[nn.Module, nn.Module, torch.Tensor], dict] | None = None,
+    latent_images: int = PAPER_LATENT_IMAGES,
 ) -> Iterator[SweepRow]:
     """Yield one :class:`SweepRow` per (method, bits), in order, as each is measured.
 
@@ -155,7 +156,8 @@ def iter_sweep(
     test images for the latent measure (without them the latent columns are nan). ``classifier`` maps
     images to logits; used for class accuracy when the model is conditional.
     ``extra_fn(model_fp, model_q, noise)`` may add columns (e.g. the degradation bound) to ``row.extra``.
-    The model is never modified.
+    ``latent_images`` caps the velocity protocol's latent measure (the paper: up to 10,000 test images;
+    0 skips it, leaving those columns nan). The model is never modified.
     """
     from .classifier import predict
 
@@ -167,13 +169,16 @@ def iter_sweep(
     if velocity and (eval_images is None or len(eval_images) < cfg.n):
         raise ValueError(f"the velocity protocol needs at least n = {cfg.n} real test images (eval_images), "
                          f"got {0 if eval_images is None else len(eval_images)}")
-    latent_images = real = None
+    latent_images_, real = None, None
     if eval_images is not None:
-        latent_images = (eval_images[:PAPER_LATENT_IMAGES] + 1) / 2 if velocity else eval_images
-        real = latent_images[: cfg.n]
+        real = (eval_images[: cfg.n] + 1) / 2 if velocity else eval_images[: cfg.n]
+        if latent_images > 0:
+            latent_images_ = (eval_images[:latent_images] + 1) / 2 if velocity else eval_images
     key_base = {"model": fingerprint(model)[:16], "sweep": cfg.to_dict(), "classifier": classifier is not None,
                 "real": None if eval_images is None else hashlib.sha256(eval_images.numpy().tobytes()).hexdigest()[:16],
                 "extra": extra_fn is not None, "version": 2}  # 2: the paper's velocity formulas and latent measure
+    if velocity and latent_images != PAPER_LATENT_IMAGES:
+        key_base["latent_images"] = latent_images
     ref_run = ref_vel = ref_var = None
     extra0: dict = {}
     for method in cfg.methods:
@@ -194,8 +199,8 @@ def iter_sweep(
             if velocity and ref_vel is None:
                 with torch.no_grad():
                     ref_vel = model(real, torch.zeros(len(real)))
-            if latent_images is not None and ref_var is None:
-                ref_var = _latent(model, latent_images)
+            if latent_images_ is not None and ref_var is None:
+                ref_var = _latent(model, latent_images_)
                 if velocity:  # the paper's "Full" row, beside every quantized one
                     extra0.update(zip(("fp32_latent_mean_var", "fp32_latent_std_var", "fp32_latent_collapsed"),
                                       paper_latent_summary(ref_var)))
@@ -228,8 +233,8 @@ def iter_sweep(
                 traj, acc = float("nan"), float("nan")
             nan = float("nan")
             ratio, collapsed, mean_var, std_var = nan, -1, nan, nan
-            if latent_images is not None:
-                var = _latent(qmodel, latent_images)
+            if latent_images_ is not None:
+                var = _latent(qmodel, latent_images_)
                 ratio = float(np.mean(var / np.maximum(ref_var, 1e-12)))
                 mean_var, std_var, collapsed = paper_latent_summary(var)
             row = SweepRow(method=method, bits=bits, protocol=cfg.protocol, granularity=qcfg.granularity,
