@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fmq.sweep import PAPER_CLAIMS, read_results  # noqa: E402
+from fmq.results import PAPER_CLAIMS, read_results  # noqa: E402
 
 METHODS = ("ot", "ot-equal-mass", "uniform", "pwl", "log2", "pwl-paper", "log2-paper")
 FMQ_TWIN = {"ot-equal-mass": "ot", "pwl-paper": "pwl", "log2-paper": "log2", "uniform": "uniform"}  # fmq's own
