@@ -123,16 +123,17 @@ def test_shipped_checkpoints_generate_at_small_n(make_app, monkeypatch, name):
     assert figures(at)[0]["data"][0]["type"] == "heatmap"
 
 
-def write_results(path, method: str, **settings) -> None:
+def write_results(path, method: str, protocols=("generation",), **settings) -> None:
     """A results CSV in fmq.sweep's columns, one row per bit width, with SSIM = bits / 10 (recognisable)."""
     cols = ["dataset", "method", "bits", "protocol", "granularity", "ssim", "ssim_lo", "ssim_hi", "psnr", "psnr_lo",
             "psnr_hi", "n", "solver", "steps", "seed", "guidance"]
     lines = [",".join(cols)]
-    for b in range(1, 9):
-        row = {"dataset": "mnist", "method": method, "bits": b, "protocol": "generation", "granularity": "channel",
-               "ssim": b / 10, "ssim_lo": b / 10 - 0.01, "ssim_hi": b / 10 + 0.01, "psnr": 5.0 * b,
-               "psnr_lo": 5.0 * b - 1, "psnr_hi": 5.0 * b + 1, **settings}
-        lines.append(",".join(str(row[c]) for c in cols))
+    for p in protocols:
+        for b in range(1, 9):
+            row = {"dataset": "mnist", "method": method, "bits": b, "protocol": p, "granularity": "channel",
+                   "ssim": b / 10, "ssim_lo": b / 10 - 0.01, "ssim_hi": b / 10 + 0.01, "psnr": 5.0 * b,
+                   "psnr_lo": 5.0 * b - 1, "psnr_hi": 5.0 * b + 1, **settings}
+            lines.append(",".join(str(row[c]) for c in cols))
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -209,3 +210,25 @@ def test_an_upload_that_says_mnist_is_not_shown_mnists_shipped_results(make_app,
     table = at.dataframe[0].value
     assert set(table["source"]) == {"live"} and set(table["dataset"]) == {"Uploaded: my_mnist.safetensors"}
     assert any("uploaded model" in c.value for c in at.caption)
+
+
+def test_fidelity_shows_the_papers_protocol_with_its_claims(make_app, tmp_path, monkeypatch):
+    """Generations carry no claim markers (the paper measured none on pictures); the paper's protocol shows the
+    shipped velocity rows of the paper's own OT (ot-equal-mass) beside the sidebar's ot, with the claims."""
+    monkeypatch.setenv("FMQ_RESULTS_DIR", str(tmp_path))
+    write_results(tmp_path / "mnist.csv", "ot-equal-mass", protocols=("generation", "velocity"), n=4,
+                  solver="euler", steps=2, seed=0, guidance=1.0)
+    at = goto(make_app(model_id="mnist", methods=["uniform"], steps=2, n=4, solver="euler"), "fidelity")
+    assert at.radio(key="fidelity_protocol").value == "generation"
+    assert all(t["name"] != "paper's claims" for t in figures(at)[0]["data"])
+    assert any("its own protocol" in c.value for c in at.caption)
+    at.radio(key="fidelity_protocol").set_value("velocity").run()
+    ssim = figures(at)[0]["data"]
+    names = [t["name"] for t in ssim]
+    assert "ot-equal-mass shipped" in names and "paper's claims" in names and "uniform live" not in names
+    claim = next(t for t in ssim if t["name"] == "paper's claims")
+    assert 0.8 in claim["y"] and "paper: ot-equal-mass ≈ 0.8" in claim["text"]
+    table = at.dataframe[0].value  # the claims beside what the shipped sweep measured there (SSIM 2/10 here)
+    row = table[(table["method"] == "ot-equal-mass") & (table["measure"] == "SSIM")].iloc[0]
+    assert row["paper"] == "≈ 0.8" and row["measured here"] == pytest.approx(0.2)
+    assert any("t = 0" in m.value for m in at.markdown)  # one plain sentence on what this protocol measures
