@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fmq.results import PAPER_CLAIMS, read_results  # noqa: E402
+from fmq.results import PAPER_CLAIMS, read_results, results_dir  # noqa: E402
+from fmq.zoo import DATASETS  # noqa: E402
 
 METHODS = ("ot", "ot-equal-mass", "uniform", "pwl", "log2", "pwl-paper", "log2-paper")
 FMQ_TWIN = {"ot-equal-mass": "ot", "pwl-paper": "pwl", "log2-paper": "log2", "uniform": "uniform"}  # fmq's own
@@ -60,8 +61,8 @@ def claims_table(data: dict[str, dict]) -> None:
 
 
 def main() -> None:
-    paths = [Path(p) for p in sys.argv[1:]] or sorted(p for p in Path("results").glob("*.csv") if "_" not in p.stem
-                                                       or p.stem in ("fashion_mnist",))
+    paths = [Path(p) for p in sys.argv[1:]] or [results_dir() / f"{d}.csv" for d in sorted(DATASETS)
+                                                 if (results_dir() / f"{d}.csv").is_file()]
     data = {}
     for path in paths:
         rows = read_results(path)
@@ -80,9 +81,11 @@ def main() -> None:
                 continue
             acc = ("" if g is None or g["class_acc"] != g["class_acc"]
                    else f"{g['class_acc']:.2f} ({g['fp32_class_acc']:.2f})")
-            lat = "" if v is None else (f"{v['latent_mean_var']:.2f} / {v['latent_std_var']:.2f} / "
-                                        f"{v['latent_collapsed']} ({v['fp32_latent_mean_var']:.2f} / "
-                                        f"{v['fp32_latent_std_var']:.2f} / {v['fp32_latent_collapsed']})")
+            lat = "—"
+            if v is not None and v.get("latent_mean_var", float("nan")) == v.get("latent_mean_var"):
+                lat = (f"{v['latent_mean_var']:.2f} / {v['latent_std_var']:.2f} / {v['latent_collapsed']} "
+                       f"({v['fp32_latent_mean_var']:.2f} / {v['fp32_latent_std_var']:.2f} / "
+                       f"{v['fp32_latent_collapsed']})")
             print(f"| {ds} | {m} | {fmt(g, 'ssim')} | {fmt(v, 'ssim')} | {claim(ds, m, 'ssim')} | {fmt(g, 'psnr')} | "
                   f"{fmt(v, 'psnr')} | {claim(ds, m, 'psnr')} | {lat} | {acc} |")
         for b in (5, 6):
