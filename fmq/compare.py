@@ -222,7 +222,7 @@ def result_row(result: MethodResult, dataset: str = "", packed_bytes: int | None
         "w2": nan if rep is None else float(rep.w2), "mse": nan if rep is None else float(rep.mse),
         "bits_per_weight": nan if rep is None else float(rep.bits_per_weight),
         "packed_bytes": nan if packed_bytes is None else int(packed_bytes),
-        "latent_var_ratio": nan, "latent_collapsed": -1,
+        "latent_var_ratio": nan, "latent_collapsed": -1, "latent_mean_var": nan, "latent_std_var": nan,
         "n": int(run.images.shape[0]), "solver": run.solver, "steps": run.steps, "seed": run.seed,
         "guidance": run.guidance, "seconds": result.quant_seconds + run.seconds,
     })

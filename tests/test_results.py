@@ -26,8 +26,8 @@ def row(method: str, bits: int, guidance: float = 1.0, steps: int = 20, **kw) ->
     d = dict(method=method, bits=bits, protocol="generation", granularity="channel", ssim=0.5, ssim_lo=0.4,
              ssim_hi=0.6, psnr=20.0, psnr_lo=19.0, psnr_hi=21.0, deviation=1.0, traj_deviation=0.5,
              class_acc=float("nan"), w2=0.01, mse=1e-4, bits_per_weight=bits + 0.1, packed_bytes=1000 * bits,
-             latent_var_ratio=1.0, latent_collapsed=0, n=64, solver="heun", steps=steps, seed=0,
-             guidance=guidance, seconds=1.0)
+             latent_var_ratio=1.0, latent_collapsed=0, latent_mean_var=2.0, latent_std_var=1.0, n=64, solver="heun",
+             steps=steps, seed=0, guidance=guidance, seconds=1.0)
     d.update(kw)
     return SweepRow(**d)
 
