@@ -314,7 +314,9 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _, report = quantize_model(ck.model, config)
     dt = time.perf_counter() - t0
-    meta = {"source": str(a.checkpoint), "source_meta": ck.meta, "command": getattr(a, "command_line", "")}
+    # the training curve stays with the FP32 checkpoint; everything else about where the model came from is kept
+    source = {k: v for k, v in ck.meta.items() if k != "loss_history"}
+    meta = {"source": str(a.checkpoint), "source_meta": source, "command": getattr(a, "command_line", "")}
     out = save_packed(ck.model, config, a.out, source_meta=meta, codebooks=report.codebooks)
     fp32, packed = Path(a.checkpoint).stat().st_size, out.stat().st_size
     print(f"{len(report.layers)} tensors ({report.numel:,} weights) quantized with {config.method}, "

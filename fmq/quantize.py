@@ -1,9 +1,9 @@
 """Apply a :class:`QuantConfig` to a model: a new, fake-quantized model and a per-layer report.
 
 The given model is never touched (the app shares cached FP32 models between users): the result is a
-deep copy whose selected tensors hold the dequantized weights, levels rounded to fp16 exactly as a
-packed file stores them (:mod:`fmq.quant.packing`), so a packed-then-loaded model computes the same
-outputs bit for bit.
+deep copy whose selected tensors hold the dequantized weights, with the levels exactly as a packed file
+rebuilds them (fp16 level tables, or a parametric grid's parameters: :mod:`fmq.quant.storage`), so a
+packed model (:mod:`fmq.quant.packing`) computes the same outputs bit for bit.
 
 The report's W2 of a layer is the empirical 2-Wasserstein distance between the original and the
 quantized weights of that layer, W2 = sqrt(mean((sort w - sort q(w))²)) (:func:`fmq.metrics.w2_distance`).
@@ -28,6 +28,7 @@ from .metrics import w2_distance
 from .qconfig import SCOPES, CalibConfig, QuantConfig, select_tensors
 from .quant import Codebook, quantize_tensors
 from .quant.common import as_weight
+from .quant.storage import storable, stored_bits
 
 __all__ = ["QuantConfig", "CalibConfig", "LayerReport", "QuantReport", "quantize_model", "select_tensors", "SCOPES"]
 
@@ -41,7 +42,7 @@ class LayerReport:
     levels: int  # codebook slots per group (<= 2**bits)
     w2: float  # W2 between the original and quantized weights of this tensor
     mse: float  # mean squared error per weight
-    bits_per_weight: float  # index bits + fp16 codebooks, per weight
+    bits_per_weight: float  # fixed-width index bits + stored levels (fp16 tables or grid parameters), per weight
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -73,7 +74,7 @@ class QuantReport:
 
     @property
     def bits_per_weight(self) -> float:
-        """Storage of the quantized tensors (indices + fp16 codebooks) per quantized weight."""
+        """Storage of the quantized tensors (indices + stored levels) per quantized weight."""
         return sum(r.bits_per_weight * r.numel for r in self.layers) / self.numel if self.numel else 0.0
 
     @property
@@ -109,14 +110,15 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, Qu
         t = tensors[name]
         w = t.detach()
         try:
-            cb = cb.with_levels_as(torch.float16)
+            cb, stored = storable(cb)
         except ValueError as e:
             raise ValueError(f"layer {name!r} {tuple(w.shape)}: {e}") from e
         q = cb.dequantize()
         err = (q.double() - w.double()).pow(2).mean().item() if w.numel() else 0.0
         report.layers.append(LayerReport(
             name=name, shape=tuple(w.shape), numel=w.numel(), method=config.method, bits=config.bits,
-            levels=cb.num_levels, w2=w2_distance(w, q), mse=err, bits_per_weight=cb.bits_per_weight(),
+            levels=cb.num_levels, w2=w2_distance(w, q), mse=err,
+            bits_per_weight=stored_bits(cb, stored) / cb.numel if cb.numel else 0.0,
         ))
         report.codebooks[name] = cb
         with torch.no_grad():

@@ -55,7 +55,9 @@ def test_report_fields_are_measured_values(tiny_model):
         assert r.mse == pytest.approx(((w.double() - q.double()) ** 2).mean().item(), rel=1e-9)
         assert r.w2 == pytest.approx(w2_distance(w, q), rel=1e-9)
         assert r.w2 <= math.sqrt(r.mse) * (1 + 1e-9)
-        assert r.levels <= 8 and r.bits_per_weight == pytest.approx(3 + 16 * w.shape[0] * r.levels / w.numel())
+        # a full uniform grid is stored as lo and step (two fp32 numbers) per channel, a partial one as fp16 levels
+        per_group = 64 if r.levels == 8 else 16 * r.levels
+        assert r.levels <= 8 and r.bits_per_weight == pytest.approx(3 + per_group * w.shape[0] / w.numel())
     assert 3 < report.bits_per_weight < report.model_bits_per_weight < 32
     d = report.to_dict()
     assert d["summary"]["numel"] == report.numel and "codebooks" not in d

@@ -159,6 +159,7 @@ class Codebook:
     granularity: Granularity  # PerTensor / PerChannel / PerGroup
     bits: int  # index width; K <= 2**bits
     method: str = ""  # name of the quantizer that made it
+    stored: object = None  # how a packed file stores the levels (fmq.quant.storage.Stored), set by storable()
 
     @property
     def num_groups(self) -> int:

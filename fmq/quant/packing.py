@@ -1,31 +1,58 @@
-"""Packed quantized models: b-bit indices, fp16 codebooks and FP32 kept tensors in one safetensors file.
+"""Packed quantized models (format ``fmq-packed/2``): one safetensors file, six flat tensors and a JSON header.
 
-For every quantized tensor ``name`` the file holds ``name#idx`` (uint8 bytes: the indices packed at
-exactly ``bits`` bits each, least significant bit first, row-major) and ``name#levels`` ((G, K) fp16);
-every other tensor of the state dict is stored as it is (FP32). The header's string metadata carries
-``fmq_format``, ``model_config``, ``quant_config``, ``layers`` (shape, bits, granularity, method of
-each quantized tensor) and ``meta`` (JSON, e.g. where the FP32 model came from).
+=============  =======  ==========================================================================
+tensor         dtype    holds, layer after layer in state-dict order
+=============  =======  ==========================================================================
+``indices``    uint8    each quantized tensor's indices: ``bits`` bits each, LSB first, row-major
+                        (coding ``fixed``), or its ANS-coded stream (coding ``ans``, :mod:`.entropy`)
+``freqs``      uint16   the entropy model (K frequencies) of each ``ans`` layer
+``levels``     float16  (G, K) level tables of layers with store ``levels`` (:mod:`.storage`)
+``params``     float32  (G, 2) grid parameters of ``affine`` (lo, step) and ``pwl`` (m, p) layers
+``exponents``  int8     (G,) top exponents of ``pow2`` layers
+``kept``       f32/f16  every tensor that is not quantized (biases, norms, embeddings), concatenated
+=============  =======  ==========================================================================
 
-The size of a packed model is the size of this file on disk: indices, codebooks, kept tensors and
-the header included. Loading dequantizes with the same fp16 levels the fake-quantized model of
+The header's string metadata: ``fmq_format``, ``model_config``, ``quant_config`` (the QuantConfig JSON as
+given), ``meta`` (where the FP32 model came from), ``kept_dtype``, ``checksums`` (CRC-32 of each tensor's
+bytes) and ``layers``: a JSON table with, per quantized tensor, its name, shape, bits (each layer its own:
+mixed-precision configs give every layer a width), K levels, granularity, method, store, coding and
+byte count in ``indices``, written as columns (a column whose entries are all equal is written once).
+The names and shapes of the kept tensors follow from the model config.
+
+The size of a packed model is the size of this file on disk, everything counted. Every field is checked
+on load (:func:`read_packed`); a truncated or altered file is refused with a message naming the file and
+what is wrong. Loading rebuilds exactly the levels the fake-quantized model of
 :func:`fmq.quantize.quantize_model` uses, so both compute identical outputs.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, atomic_save_tensors, load_tensors, validate_state
+from ..checkpoint import CheckpointError, atomic_save_tensors, load_tensors
 from ..models import ModelConfig, UNet
-from .codebook import Codebook, check_bits, parse_granularity
+from .codebook import Codebook, Granularity, check_bits, group_ids, parse_granularity
+from .entropy import ans_decode, ans_encode, counts, entropy_bits, model_frequencies
+from .storage import PARAMS_PER_GROUP, STORES, Stored, decode_levels, encode_levels
 
-__all__ = ["FORMAT", "pack_indices", "unpack_indices", "save_packed", "load_packed", "packed_size"]
+__all__ = ["FORMAT", "CODINGS", "KEPT_DTYPES", "PackedLayer", "PackedFile", "pack_indices", "unpack_indices",
+           "save_packed", "read_packed", "load_packed", "packed_size", "skeleton"]
 
-FORMAT = "fmq-packed/1"
+FORMAT = "fmq-packed/2"
+CODINGS = ("fixed", "ans")  # how indices are stored: b bits each, or ANS-coded with the layer's frequencies
+KEPT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_BLOBS = {"indices": torch.uint8, "freqs": torch.uint16, "levels": torch.float16, "params": torch.float32,
+          "exponents": torch.int8}
+_REEXPORT = ("re-export it from the FP32 checkpoint with `python -m fmq quantize --checkpoint FP32.safetensors "
+             "--method M --bits B --out FILE`")
 
 
 def pack_indices(indices: torch.Tensor, bits: int) -> torch.Tensor:
@@ -41,94 +68,326 @@ def pack_indices(indices: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def unpack_indices(packed: torch.Tensor, bits: int, numel: int) -> torch.Tensor:
-    """Inverse of :func:`pack_indices`: (numel,) uint8."""
+    """Inverse of :func:`pack_indices`: (numel,) uint8. Index i sits at bits i·b .. i·b+b-1 of the stream."""
     bits = check_bits(bits)
-    raw = packed.reshape(-1).cpu().numpy().astype(np.uint8)
+    raw = packed.reshape(-1)
     need = -(-numel * bits // 8)
-    if raw.size != need:
-        raise ValueError(f"packed indices have {raw.size} bytes, {numel} indices at {bits} bits need {need}")
+    if raw.numel() != need:
+        raise ValueError(f"packed indices have {raw.numel()} bytes, {numel} indices at {bits} bits need {need}")
     if bits == 8:
-        return torch.from_numpy(raw.copy())
-    planes = np.unpackbits(raw, count=numel * bits, bitorder="little").reshape(numel, bits)
-    return torch.from_numpy((planes << np.arange(bits, dtype=np.uint8)).sum(1, dtype=np.uint8))
+        return raw.clone()
+    mask = 2**bits - 1
+    if 8 % bits == 0:  # whole indices per byte
+        return ((raw[:, None] >> _shifts(bits, raw.device)) & mask).reshape(-1)[:numel]
+    pos = torch.arange(numel, dtype=torch.int64) * bits  # an index spans at most two bytes
+    w = torch.cat([raw, raw.new_zeros(1)]).to(torch.int32)
+    byte = pos >> 3
+    return (((w[byte] | (w[byte + 1] << 8)) >> (pos & 7)) & mask).to(torch.uint8)
+
+
+@lru_cache(maxsize=16)
+def _shifts(bits: int, device: torch.device) -> torch.Tensor:
+    return torch.arange(0, 8, bits, dtype=torch.uint8, device=device)
+
+
+@dataclass(eq=False)
+class PackedLayer:
+    """One quantized tensor as a packed model holds it: fixed-width indices and stored levels."""
+
+    name: str
+    shape: tuple[int, ...]
+    bits: int
+    num_levels: int  # K slots per group
+    granularity: Granularity
+    method: str
+    stored: Stored
+    packed: torch.Tensor  # uint8, the indices at ``bits`` bits each (what stays resident)
+    coding: str  # how the file stores the indices
+    file_bytes: int  # bytes of the indices in the file (fixed-width or ANS-coded)
+    entropy: float  # empirical entropy of the indices, bits per index
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    def indices(self) -> torch.Tensor:
+        return unpack_indices(self.packed, self.bits, self.numel).reshape(self.shape)
+
+    def levels(self) -> torch.Tensor:
+        return decode_levels(self.stored, self.num_levels, self.bits)
+
+    def stored_groups(self) -> int:
+        return group_ids(self.shape, self.granularity)[0]
+
+    def codebook(self) -> Codebook:
+        return Codebook(self.levels(), self.indices(), self.shape, self.granularity, self.bits, self.method,
+                        self.stored)
+
+    def resident_bytes(self) -> int:
+        """Bytes this layer keeps in memory in a packed runtime: indices and stored levels."""
+        return self.packed.numel() + self.stored.nbits() // 8
+
+
+@dataclass(eq=False)
+class PackedFile:
+    """The contents of a packed file, validated."""
+
+    path: Path
+    model_config: ModelConfig
+    quant_config: object  # fmq.quantize.QuantConfig
+    meta: dict
+    layers: list[PackedLayer]
+    kept: dict[str, torch.Tensor]  # float32 values (fp16 ones if the file keeps fp16)
+    kept_dtype: str
+
+    @property
+    def file_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def _crc(t: torch.Tensor) -> int:
+    return zlib.crc32(t.contiguous().view(torch.uint8).numpy().tobytes()) if t.numel() else 0
+
+
+def _cat(parts: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+    return torch.cat([p.reshape(-1).to(dtype) for p in parts]) if parts else torch.zeros(0, dtype=dtype)
 
 
 def save_packed(model: UNet, config, path: str | Path, source_meta: dict | None = None,
-                codebooks: dict[str, Codebook] | None = None) -> Path:
+                codebooks: dict[str, Codebook] | None = None, coding: str = "fixed",
+                kept_dtype: str = "float32") -> Path:
     """Quantize the FP32 ``model`` with ``config`` (a QuantConfig) and write the packed file.
 
-    ``codebooks`` (``report.codebooks`` from :func:`~fmq.quantize.quantize_model` with the same model
-    and config) skips quantizing again. Returns the path; its size on disk is the packed size.
+    ``codebooks`` (``report.codebooks`` from :func:`~fmq.quantize.quantize_model` with the same model and
+    config) skips quantizing again; their levels are stored so that they come back exactly, or refused.
+    ``coding``: ``"fixed"`` (b bits per index) or ``"ans"`` (entropy-coded; a layer keeps fixed-width
+    indices where coding would not make it smaller). ``kept_dtype``: ``"float32"`` or ``"float16"``
+    for the tensors that are not quantized (fp16 changes outputs: see :func:`skeleton` and the README).
     """
     from ..quantize import quantize_model
 
+    if coding not in CODINGS:
+        raise ValueError(f"coding must be one of {CODINGS}, got {coding!r}")
+    if kept_dtype not in KEPT_DTYPES:
+        raise ValueError(f"kept_dtype must be one of {sorted(KEPT_DTYPES)}, got {kept_dtype!r}")
     if codebooks is None:
         _, report = quantize_model(model, config)
         codebooks = report.codebooks
-    tensors: dict[str, torch.Tensor] = {}
-    layers = {}
+    blobs: dict[str, list[torch.Tensor]] = {k: [] for k in _BLOBS}
+    kept, layers = [], []
     for name, t in model.state_dict().items():
         cb = codebooks.get(name)
         if cb is None:
-            tensors[name] = t.detach().float() if t.is_floating_point() else t.detach()
+            if not t.is_floating_point():
+                raise ValueError(f"tensor {name!r} ({t.dtype}) is neither quantized nor a float tensor")
+            kept.append(t.detach().cpu())
             continue
         if tuple(cb.shape) != tuple(t.shape):
             raise ValueError(f"codebook for {name!r} has shape {cb.shape}, the model tensor {tuple(t.shape)}")
-        levels16 = cb.levels.to(torch.float16)
-        if not torch.equal(levels16.float(), cb.levels):
-            raise ValueError(f"codebook levels of {name!r} are not fp16 values; use quantize_model's codebooks")
-        tensors[f"{name}#idx"] = pack_indices(cb.indices, cb.bits)
-        tensors[f"{name}#levels"] = levels16
-        layers[name] = {"shape": list(cb.shape), "bits": cb.bits, "granularity": str(cb.granularity),
-                        "method": cb.method}
+        stored = cb.stored if isinstance(cb.stored, Stored) else encode_levels(cb)
+        if not torch.equal(decode_levels(stored, cb.num_levels, cb.bits), cb.levels):
+            stored = Stored("levels", levels=cb.levels.to(torch.float16))
+            if not torch.equal(stored.levels.float(), cb.levels):
+                raise ValueError(f"codebook levels of {name!r} are not fp16 values; use quantize_model's codebooks")
+        fixed = pack_indices(cb.indices, cb.bits)
+        c = counts(cb.indices.numpy(), cb.num_levels)
+        data, layer_coding = fixed, "fixed"
+        if coding == "ans" and cb.numel:
+            freqs = model_frequencies(c)
+            coded = torch.from_numpy(ans_encode(cb.indices.numpy(), freqs))
+            if coded.numel() + 2 * freqs.size < fixed.numel():
+                data, layer_coding = coded, "ans"
+                blobs["freqs"].append(torch.from_numpy(freqs))
+        blobs["indices"].append(data)
+        for key in ("levels", "params", "exponents"):
+            if getattr(stored, key) is not None:
+                blobs[key].append(getattr(stored, key))
+        layers.append({"name": name, "shape": list(cb.shape), "bits": cb.bits, "levels": cb.num_levels,
+                       "granularity": str(cb.granularity), "method": cb.method, "store": stored.store,
+                       "coding": layer_coding, "bytes": int(data.numel())})
+    tensors = {k: _cat(v, _BLOBS[k]) for k, v in blobs.items()}
+    tensors["kept"] = _cat(kept, KEPT_DTYPES[kept_dtype])
+    compact = {"separators": (",", ":"), "sort_keys": True}
     metadata = {
         "fmq_format": FORMAT,
         "model_config": model.config.to_json(),
         "quant_config": config.to_json(),
-        "layers": json.dumps(layers, sort_keys=True),
-        "meta": json.dumps(source_meta or {}, sort_keys=True),
+        "layers": json.dumps(_columns(layers), separators=(",", ":")),
+        "meta": json.dumps(source_meta or {}, **compact),
+        "kept_dtype": kept_dtype,
+        "checksums": json.dumps({k: _crc(v) for k, v in tensors.items()}, **compact),
     }
     path = Path(path)
     atomic_save_tensors(tensors, path, metadata)
     return path
 
 
-def load_packed(path: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode with dequantized weights, QuantConfig, meta dict) from a packed file."""
+_FIELDS = ("name", "shape", "bits", "levels", "granularity", "method", "store", "coding", "bytes")
+
+
+def _columns(layers: list[dict]) -> dict:
+    """Layer entries as columns; a column whose entries are all equal is written once (a smaller header)."""
+    out = {}
+    for key in _FIELDS:
+        col = [entry[key] for entry in layers]
+        out[key] = col[0] if col and all(v == col[0] for v in col) and key not in ("name", "shape", "bytes") else col
+    return out
+
+
+def _rows(columns: dict) -> list[dict]:
+    """Inverse of :func:`_columns`."""
+    if not isinstance(columns, dict) or set(columns) != set(_FIELDS):
+        raise ValueError(f"the layer table must have the columns {list(_FIELDS)}")
+    n = len(columns["name"]) if isinstance(columns["name"], list) else -1
+    cols = {k: v if isinstance(v, list) else [v] * n for k, v in columns.items()}
+    if n < 0 or any(len(v) != n for v in cols.values()):
+        raise ValueError("the layer table's columns differ in length")
+    return [{k: cols[k][i] for k in _FIELDS} for i in range(n)]
+
+
+def skeleton(config: ModelConfig) -> dict[str, torch.Tensor]:
+    """Names, shapes, dtypes and strides of a model's state as meta tensors (no memory held)."""
+    return dict(_skeleton(config.to_json()))
+
+
+@lru_cache(maxsize=16)
+def _skeleton(config_json: str) -> tuple[tuple[str, torch.Tensor], ...]:
+    state = UNet(ModelConfig.from_json(config_json)).state_dict()
+    return tuple((k, torch.empty_strided(v.shape, v.stride(), dtype=v.dtype, device="meta")) for k, v in state.items())
+
+
+class _Reader:
+    """Consumes a flat tensor front to back; a short or over-long tensor is an error naming it."""
+
+    def __init__(self, name: str, t: torch.Tensor) -> None:
+        self.name, self.t, self.at = name, t.reshape(-1), 0
+
+    def take(self, n: int) -> torch.Tensor:
+        if n < 0 or self.at + n > self.t.numel():
+            raise ValueError(f"the {self.name!r} data ends early ({self.t.numel()} values, need {self.at + n})")
+        out = self.t[self.at:self.at + n]
+        self.at += n
+        return out
+
+    def done(self) -> None:
+        if self.at != self.t.numel():
+            raise ValueError(f"the {self.name!r} data has {self.t.numel() - self.at} values no layer uses")
+
+
+def _layer(info: dict, ref: torch.Tensor, blobs: dict[str, _Reader]) -> PackedLayer:
+    shape = tuple(int(s) for s in info["shape"])
+    if shape != tuple(ref.shape) or not ref.is_floating_point():
+        raise ValueError(f"shape {shape} does not fit the model's float tensor {tuple(ref.shape)}")
+    bits, k = check_bits(info["bits"]), int(info["levels"])
+    if not 1 <= k <= 2**bits:
+        raise ValueError(f"{k} levels do not fit {bits}-bit indices")
+    gran = parse_granularity(info["granularity"])
+    n_groups, _ = group_ids(shape, gran)
+    store, coding, numel = info["store"], info["coding"], math.prod(shape)
+    if store not in STORES or coding not in CODINGS:
+        raise ValueError(f"unknown store {store!r} or coding {coding!r}")
+    data = blobs["indices"].take(int(info["bytes"]))
+    if coding == "fixed":
+        packed = data.clone()
+        idx = unpack_indices(packed, bits, numel)
+    else:
+        idx = torch.from_numpy(ans_decode(data.numpy(), blobs["freqs"].take(k).numpy().astype(np.int64), numel))
+        packed = pack_indices(idx, bits)
+    if numel and int(idx.max()) >= k:
+        raise ValueError(f"an index exceeds the {k} codebook slots")
+    if store == "levels":
+        stored = Stored(store, levels=blobs["levels"].take(n_groups * k).reshape(n_groups, k).clone())
+    elif store == "pow2":
+        stored = Stored(store, exponents=blobs["exponents"].take(n_groups).clone())
+    else:
+        p = PARAMS_PER_GROUP[store]
+        stored = Stored(store, params=blobs["params"].take(n_groups * p).reshape(n_groups, p).clone())
+    if store == "pwl" and bits < 2:
+        raise ValueError("a pwl grid needs at least 2 bits")
+    if store in ("pow2", "pwl", "affine") and k != 2**bits:
+        raise ValueError(f"a {store} grid has 2**bits levels, the header says {k}")
+    levels = decode_levels(stored, k, bits)
+    if not torch.isfinite(levels).all():
+        raise ValueError("its levels are not finite")
+    return PackedLayer(info["name"], shape, bits, k, gran, str(info["method"]), stored, packed, coding,
+                       data.numel(), entropy_bits(counts(idx.numpy(), k)))
+
+
+def read_packed(path: str | Path) -> PackedFile:
+    """Read and check every field of a packed file; errors name the file and what is wrong."""
     from ..quantize import QuantConfig
 
     path = Path(path)
     tensors, metadata = load_tensors(path)
-    if metadata.get("fmq_format") != FORMAT:
-        found = metadata.get("fmq_format", "none")
+    found = metadata.get("fmq_format", "none")
+    if found == "fmq-packed/1":
+        raise CheckpointError(f"{path} is an fmq-packed/1 file from an older fmq, which this version no longer "
+                              f"reads; {_REEXPORT}")
+    if found != FORMAT:
         raise CheckpointError(f"{path} is not a packed fmq model (format {found!r}, expected {FORMAT!r})")
     try:
         model_cfg = ModelConfig.from_json(metadata["model_config"])
         qcfg = QuantConfig.from_json(metadata["quant_config"])
-        layers = json.loads(metadata["layers"])
-        meta = json.loads(metadata.get("meta", "{}"))
+        layers = _rows(json.loads(metadata["layers"]))
+        meta = json.loads(metadata["meta"])
+        checksums = json.loads(metadata["checksums"])
+        kept_dtype = metadata["kept_dtype"]
+        if kept_dtype not in KEPT_DTYPES or not isinstance(checksums, dict) or not isinstance(meta, dict):
+            raise ValueError("kept_dtype, checksums or meta has the wrong type")
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: packed header is invalid ({e})") from e
-    state = {k: v for k, v in tensors.items() if "#" not in k}
-    for name, info in layers.items():
+        raise CheckpointError(f"{path}: packed header is invalid ({e}); {_REEXPORT}") from e
+    expected = {**_BLOBS, "kept": KEPT_DTYPES[kept_dtype]}
+    if set(tensors) != set(expected):
+        raise CheckpointError(f"{path}: the file holds tensors {sorted(tensors)}, a packed model has "
+                              f"{sorted(expected)}")
+    for name, dtype in expected.items():
+        t = tensors[name]
+        if t.dtype != dtype or t.ndim != 1:
+            raise CheckpointError(f"{path}: tensor {name!r} is {t.dtype} of shape {tuple(t.shape)}, "
+                                  f"expected 1-D {dtype}")
+        if checksums.get(name) != _crc(t):
+            raise CheckpointError(f"{path}: the {name!r} data is altered (its checksum does not match the header)")
+    state = skeleton(model_cfg)
+    blobs = {k: _Reader(k, tensors[k]) for k in _BLOBS}
+    out, names = [], set()
+    for info in layers:
+        name = info.get("name") if isinstance(info, dict) else None
         try:
-            shape = tuple(int(s) for s in info["shape"])
-            bits = int(info["bits"])
-            numel = int(np.prod(shape)) if shape else 1
-            idx = unpack_indices(tensors[f"{name}#idx"], bits, numel).reshape(shape)
-            levels = tensors[f"{name}#levels"].float()
-            cb = Codebook(levels, idx, shape, parse_granularity(info["granularity"]), bits, info.get("method", ""))
-            if numel and int(idx.max()) >= cb.num_levels:
-                raise ValueError(f"an index exceeds the {cb.num_levels} codebook slots")
-            state[name] = cb.dequantize()
-        except (KeyError, ValueError, IndexError, RuntimeError) as e:
+            if name not in state or name in names:
+                raise ValueError("no such tensor in the model, or listed twice")
+            out.append(_layer(info, state[name], blobs))
+            names.add(name)
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as e:
             raise CheckpointError(f"{path}: quantized tensor {name!r} is corrupt ({e})") from e
-    model = UNet(model_cfg)
-    validate_state(model.state_dict(), state, str(path))
+    try:
+        for r in blobs.values():
+            r.done()
+        flat, kept = _Reader("kept", tensors["kept"]), {}
+        for name, ref in state.items():
+            if name not in names:
+                v = flat.take(ref.numel()).to(torch.float32).reshape(ref.shape)
+                if not torch.isfinite(v).all():
+                    raise ValueError(f"kept tensor {name!r} contains NaN or Inf")
+                kept[name] = v
+        flat.done()
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+    return PackedFile(path, model_cfg, qcfg, meta, out, kept, kept_dtype)
+
+
+def load_packed(path: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode with dequantized FP32 weights, QuantConfig, meta dict) from a packed file.
+
+    :func:`fmq.packed.packed_model` runs a packed file without dequantizing it whole."""
+    pf = read_packed(path)
+    state = dict(pf.kept)
+    for layer in pf.layers:
+        state[layer.name] = layer.codebook().dequantize()
+    model = UNet(pf.model_config)
     model.load_state_dict(state, strict=True)
     model.to(device).eval()
     model.requires_grad_(False)
-    return model, qcfg, meta
+    return model, pf.quant_config, pf.meta
 
 
 def packed_size(path: str | Path) -> int:
