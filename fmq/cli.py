@@ -44,8 +44,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     from .sampling import SOLVERS
 
-    p = sub.add_parser("sample", help="generate a grid of images from a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p = sub.add_parser("sample", help="generate a grid of images from a checkpoint or a packed model")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="FP32 checkpoint (.safetensors)")
+    src.add_argument("--packed", help="packed model from `quantize` (.safetensors), run packed: each weight is "
+                     "rebuilt from its indices only while its layer runs")
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--solver", default="heun", choices=SOLVERS)
     p.add_argument("--steps", type=int, default=20)
@@ -114,6 +117,9 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
                    help="weights: Conv/Linear weights only; all: every float tensor (the paper's protocol)")
     p.add_argument("--skip", nargs="*", default=[], help="tensor or module names (fnmatch patterns) kept in FP32")
     p.add_argument("--out", required=True, help="packed model path (.safetensors)")
+    p.add_argument("--entropy", action="store_true", help="entropy-code the indices (ANS): a smaller file")
+    p.add_argument("--kept-fp16", action="store_true",
+                   help="store the tensors that are not quantized (biases, norms, embeddings) in fp16")
 
 
 def _add_plot(sub) -> None:
@@ -283,8 +289,17 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     from .images import save_grid
     from .sampling import make_noise, sample
 
-    ck = load_checkpoint(a.checkpoint)
-    cfg = ck.config
+    if a.packed:
+        from .packed import fp32_weight_bytes, packed_model, resident_weight_bytes
+
+        model = packed_model(a.packed)
+        cfg = model.config
+        held, full = resident_weight_bytes(model), fp32_weight_bytes(model)
+        print(f"{a.packed}: run packed, resident weights {held:,} bytes against {full:,} in FP32 "
+              f"({full / held:.1f}x less)")
+    else:
+        ck = load_checkpoint(a.checkpoint)
+        model, cfg = ck.model, ck.config
     if a.n < 1:
         raise ValueError(f"--n must be at least 1, got {a.n}")
     noise = make_noise(a.n, (cfg.in_channels, cfg.image_size, cfg.image_size), a.seed)
@@ -296,7 +311,7 @@ def _cmd_sample(a: argparse.Namespace) -> int:
     elif a.label is not None:
         raise ValueError("--class given but the model is unconditional")
     t0 = time.perf_counter()
-    res = sample(ck.model, noise, a.solver, a.steps, y=y, guidance=a.guidance, sde_scale=a.sde_scale, sde_seed=a.seed)
+    res = sample(model, noise, a.solver, a.steps, y=y, guidance=a.guidance, sde_scale=a.sde_scale, sde_seed=a.seed)
     dt = time.perf_counter() - t0
     nrow = cfg.num_classes if cfg.conditional and a.label is None and a.n >= cfg.num_classes else None
     save_grid(res.images, a.out, nrow=nrow)
@@ -317,8 +332,14 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
     # the training curve stays with the FP32 checkpoint; everything else about where the model came from is kept
     source = {k: v for k, v in ck.meta.items() if k != "loss_history"}
     meta = {"source": str(a.checkpoint), "source_meta": source, "command": getattr(a, "command_line", "")}
-    out = save_packed(ck.model, config, a.out, source_meta=meta, codebooks=report.codebooks)
+    out = save_packed(ck.model, config, a.out, source_meta=meta, codebooks=report.codebooks,
+                      coding="ans" if a.entropy else "fixed", kept_dtype="float16" if a.kept_fp16 else "float32")
     fp32, packed = Path(a.checkpoint).stat().st_size, out.stat().st_size
+    if a.entropy:
+        from .quant.entropy import index_entropy
+
+        print(f"index entropy {index_entropy(report.codebooks):.3f} bits per weight (mean over layers, weighted "
+              f"by size); indices ANS-coded where that is smaller")
     print(f"{len(report.layers)} tensors ({report.numel:,} weights) quantized with {config.method}, "
           f"{config.bits} bits, {config.granularity} in {dt:.2f} s: W2 {report.w2:.4g}, MSE {report.mse:.4g}, "
           f"{report.bits_per_weight:.3f} bits/weight with codebooks")

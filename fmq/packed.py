@@ -24,7 +24,7 @@ from .models import UNet
 from .quant.codebook import PerChannel, PerGroup, PerTensor
 from .quant.packing import PackedFile, PackedLayer, pack_indices, read_packed, skeleton, unpack_indices
 
-__all__ = ["packed_model", "rebuild_weight", "resident_weight_bytes", "packed_layers"]
+__all__ = ["packed_model", "rebuild_weight", "resident_weight_bytes", "fp32_weight_bytes", "packed_layers"]
 
 
 def rebuild_weight(layer: PackedLayer, stride: tuple[int, ...] | None = None) -> torch.Tensor:
@@ -138,3 +138,9 @@ def resident_weight_bytes(model: nn.Module) -> int:
     levels for a packed model (transient rebuilt weights are not resident)."""
     dense = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     return dense + sum(rt.resident_bytes() for rt in getattr(model, "_fmq_packed", []))
+
+
+def fp32_weight_bytes(model: nn.Module) -> int:
+    """Bytes the same model's weights take as FP32 tensors (packed layers counted at 4 bytes per weight)."""
+    dense = sum(t.numel() * 4 for t in list(model.parameters()) + list(model.buffers()))
+    return dense + 4 * sum(layer.numel for layer in packed_layers(model))

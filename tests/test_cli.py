@@ -35,3 +35,25 @@ def test_warmup_compiles_the_kernels_and_says_so(capsys):
 
     assert main(["warmup"]) == 0
     assert "quantizer kernels ready" in capsys.readouterr().out
+
+
+def test_quantize_then_sample_packed(tmp_path, tiny_model, capsys):
+    """The packed runtime draws the same grid as the dequantized model saved as an FP32 checkpoint."""
+    from fmq.checkpoint import save_checkpoint
+    from fmq.quant.packing import load_packed
+
+    ckpt = save_checkpoint(tiny_model, tmp_path / "fp32.safetensors", sidecar=False)
+    packed = tmp_path / "q.safetensors"
+    assert main(["quantize", "--checkpoint", str(ckpt), "--method", "ot", "--bits", "2", "--entropy",
+                 "--kept-fp16", "--out", str(packed)]) == 0
+    out = capsys.readouterr().out
+    assert "index entropy" in out and "compression" in out
+    model, _, _ = load_packed(packed)
+    deq = save_checkpoint(model, tmp_path / "deq.safetensors", sidecar=False)
+    args = ["--n", "6", "--steps", "2"]
+    assert main(["sample", "--packed", str(packed), *args, "--out", str(tmp_path / "p.png")]) == 0
+    assert "resident weights" in capsys.readouterr().out
+    assert main(["sample", "--checkpoint", str(deq), *args, "--out", str(tmp_path / "d.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes() == (tmp_path / "d.png").read_bytes()
+    assert main(["sample", "--packed", str(ckpt), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not a packed fmq model" in capsys.readouterr().err
