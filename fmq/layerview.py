@@ -7,7 +7,6 @@ detached copy of one weight tensor, packed files from :func:`fmq.quant.packing.s
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -106,28 +105,44 @@ def fp32_bytes(model: nn.Module) -> int:
 @dataclass
 class CompressionRow:
     method: str
-    bits: int
+    bits: int | float  # the config's width (a mixed method's average budget)
     fp32_bytes: int
-    packed_bytes: int  # size of the packed file on disk, codebooks and kept FP32 tensors included
+    packed_bytes: int  # size of the packed file on disk (b-bit indices), codebooks and kept FP32 tensors included
     weights: int  # parameters in the model
     bits_per_weight: float  # 8 · packed bytes / parameters: everything counted
     ratio: float  # fp32_bytes / packed_bytes
+    entropy_bytes: int = 0  # the same file with ANS-coded indices
+    entropy_ratio: float = 0.0  # fp32_bytes / entropy_bytes
+    index_entropy: float = 0.0  # empirical entropy of the indices, bits per weight (mean over layers by size)
+    resident_bytes: int = 0  # weights the packed runtime keeps in memory (fmq.packed)
+    fp32_resident_bytes: int = 0  # the FP32 model's weights in memory
+    layers: list[dict] = field(default_factory=list)  # per quantized layer: name, bits, entropy, coding, bytes
 
 
 def pack(model: nn.Module, config: Any, source_meta: dict | None = None,
          directory: str | Path | None = None) -> tuple[CompressionRow, bytes]:
-    """Quantize and pack ``model`` with ``config`` to a temporary file; its size row and its bytes."""
-    from .quant.packing import save_packed
+    """Quantize and pack ``model`` with ``config``: the plain file (its bytes are returned), the same with
+    entropy-coded indices, and the packed runtime built from the plain file (its resident bytes)."""
+    from .packed import fp32_weight_bytes, packed_model, resident_weight_bytes
+    from .quant.packing import read_packed, save_packed
+    from .quantize import quantize_model
 
-    fd, tmp = tempfile.mkstemp(suffix=".fmq.safetensors", dir=directory)
-    os.close(fd)
-    try:
-        save_packed(model, config, tmp, source_meta=source_meta)
-        data = Path(tmp).read_bytes()
-    finally:
-        os.remove(tmp)
+    _, report = quantize_model(model, config)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        plain = save_packed(model, config, Path(tmp) / "plain.safetensors", source_meta=source_meta,
+                            codebooks=report.codebooks)
+        coded = save_packed(model, config, Path(tmp) / "ans.safetensors", source_meta=source_meta,
+                            codebooks=report.codebooks, coding="ans")
+        data, coded_size = plain.read_bytes(), coded.stat().st_size
+        runtime = packed_model(plain)
+        layers = read_packed(coded).layers
     full = fp32_bytes(model)
     params = count_parameters(model)
-    row = CompressionRow(config.method, int(config.bits), full, len(data), params, 8 * len(data) / params,
-                         full / len(data))
+    n = sum(layer.numel for layer in layers)
+    entropy = sum(layer.entropy * layer.numel for layer in layers) / n if n else 0.0
+    table = [{"layer": layer.name, "bits": layer.bits, "entropy": layer.entropy, "coding": layer.coding,
+              "indices bytes": layer.file_bytes, "store": layer.stored.store} for layer in layers]
+    row = CompressionRow(config.method, config.bits, full, len(data), params, 8 * len(data) / params,
+                         full / len(data), coded_size, full / coded_size, entropy, resident_weight_bytes(runtime),
+                         fp32_weight_bytes(runtime), table)
     return row, data

@@ -48,6 +48,7 @@ from .checkpoint import fingerprint
 from .compare import generate, score
 from .metrics import PSNR_CAP, mean_ci95, paper_latent_summary, paper_psnr, paper_ssim_map, pca_variances
 from .quant.codebook import BITS
+from .quant.entropy import index_entropy
 from .quant.packing import save_packed
 from .quantize import QuantConfig, quantize_model
 from .results import SweepRow
@@ -214,7 +215,10 @@ def iter_sweep(
             with tempfile.TemporaryDirectory() as tmp:
                 packed = save_packed(model, qcfg, Path(tmp) / "q.safetensors", codebooks=report.codebooks)
                 packed_bytes = packed.stat().st_size
-            extra: dict = dict(extra0)
+                coded = save_packed(model, qcfg, Path(tmp) / "ans.safetensors", codebooks=report.codebooks,
+                                    coding="ans")
+                entropy_bytes = coded.stat().st_size
+            extra: dict = {**extra0, "entropy_bytes": entropy_bytes, "index_entropy": index_entropy(report.codebooks)}
             if not velocity:
                 run = generate(qmodel, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
                 sc = score(ref_run, run)

@@ -36,6 +36,8 @@ def test_generation_sweep_rows(model, tmp_path):
         assert r.psnr_lo <= r.psnr <= r.psnr_hi
         assert r.packed_bytes > 0 and 0 <= r.class_acc <= 1 and r.latent_var_ratio > 0
         assert r.deviation >= 0 and r.traj_deviation >= 0 and r.w2 >= 0
+        # the entropy-coded file is never larger; the indices carry at most their width in information
+        assert 0 < r.extra["entropy_bytes"] <= r.packed_bytes and 0 <= r.extra["index_entropy"] <= r.bits
     by = {(r.method, r.bits): r for r in rows}
     # 8 bits is far closer to FP32 than 1 bit, for both methods
     for m in ("ot", "uniform"):

@@ -1,5 +1,5 @@
-"""Compression: FP32 bytes, packed bytes, bits per weight (codebooks included) and ratio per method and bits;
-download of the packed model."""
+"""Compression: FP32 bytes, packed bytes (plain and entropy-coded), bits per weight (codebooks included), ratio,
+index entropy and the packed runtime's resident weight memory per method and bits; download of the packed model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from views import _shared as sh
 sett, key, ck, dataset = sh.page_model()
 st.title("Compression: real bytes on disk")
 st.markdown("Every size here is a file actually written: the packed model holds the bit-packed indices, every "
-            "codebook, and the tensors kept in FP32 (biases, norms). *Bits per weight* divides all of it by the "
-            "number of parameters, so it is above the nominal bit width by the codebooks' share: small at 2 bits, "
-            "where a codebook has 4 fp16 levels, large at 8 bits, where it has 256.")
+            "codebook (a level table, or a grid's parameters for uniform, log2 and pwl), and the tensors kept in "
+            "FP32 (biases, norms). *Bits per weight* divides all of it by the number of parameters, so it is above "
+            "the nominal bit width by the codebooks' share: small at 2 bits, where a level table has 4 fp16 levels, "
+            "large at 8 bits for the methods that keep 256. *Entropy-coded* is the same file with each layer's "
+            "indices ANS-coded: about *index entropy* bits per weight instead of the width. *In memory* is what the "
+            "packed runtime keeps while it samples: indices and codebooks, each weight rebuilt only while its layer "
+            "runs.")
 if not sh.need_methods(sett):
     st.stop()
 
@@ -39,18 +43,33 @@ if not rows:
     st.stop()
 
 table = [{"method": r.method, "bits": r.bits, "FP32 bytes": r.fp32_bytes, "packed bytes": r.packed_bytes,
-          "bits per weight": r.bits_per_weight, "ratio": r.ratio} for r in rows]
+          "bits per weight": r.bits_per_weight, "ratio": r.ratio, "entropy-coded bytes": r.entropy_bytes,
+          "entropy-coded ratio": r.entropy_ratio, "index entropy": r.index_entropy,
+          "in memory": r.resident_bytes, "FP32 in memory": r.fp32_resident_bytes} for r in rows]
 at_bits = [r for r in rows if r.bits == sett.bits]
 cols = st.columns(max(1, len(at_bits)))
 for col, r in zip(cols, at_bits):
     col.metric(f"{r.method} · {r.bits}-bit", f"{r.ratio:.1f}× smaller",
                help=f"{r.fp32_bytes:,} → {r.packed_bytes:,} bytes")
-    col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight")
+    col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight · entropy-coded "
+                f"{r.entropy_ratio:.1f}× · in memory {r.resident_bytes / 1024:.0f} of "
+                f"{r.fp32_resident_bytes / 1024:.0f} KiB")
 st.dataframe(table, hide_index=True, column_config={
     "FP32 bytes": st.column_config.NumberColumn(format="localized"),
     "packed bytes": st.column_config.NumberColumn(format="localized"),
     "bits per weight": st.column_config.NumberColumn(format="%.3f"),
-    "ratio": st.column_config.NumberColumn(format="%.2f×")})
+    "ratio": st.column_config.NumberColumn(format="%.2f×"),
+    "entropy-coded bytes": st.column_config.NumberColumn(format="localized"),
+    "entropy-coded ratio": st.column_config.NumberColumn(format="%.2f×"),
+    "index entropy": st.column_config.NumberColumn(format="%.3f bits", help="empirical entropy of the indices, "
+                                                   "mean over layers weighted by size"),
+    "in memory": st.column_config.NumberColumn(format="localized", help="bytes the packed runtime keeps"),
+    "FP32 in memory": st.column_config.NumberColumn(format="localized")})
+with st.expander("Index entropy of each layer beside its width"):
+    pick = st.selectbox("Method", [f"{r.method} · {r.bits}-bit" for r in rows], key="comp_layers")
+    chosen = rows[[f"{r.method} · {r.bits}-bit" for r in rows].index(pick)] if pick else rows[0]
+    st.dataframe(chosen.layers, hide_index=True, column_config={
+        "entropy": st.column_config.NumberColumn(format="%.3f bits")})
 
 top = rows[0].fp32_bytes / 1024
 # one width: labels fit across the bars; every width: bars are narrow, so the labels stand upright
@@ -79,7 +98,7 @@ def download() -> None:
     c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
                        file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",
                        mime="application/octet-stream", key="comp_dl")
-    c2.caption("Load it with `fmq.quant.packing.load_packed(path)`.")
+    c2.caption("Run it packed with `python -m fmq sample --packed FILE`, or `fmq.packed.packed_model(path)`.")
 
 
 download()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["counts", "entropy_bits", "model_frequencies", "ans_encode", "ans_decode"]
+__all__ = ["counts", "entropy_bits", "index_entropy", "model_frequencies", "ans_encode", "ans_decode"]
 
 
 def counts(indices: np.ndarray, num_levels: int) -> np.ndarray:
@@ -29,6 +29,13 @@ def entropy_bits(c: np.ndarray) -> float:
         return 0.0
     p = c[c > 0] / n
     return float(-(p * np.log2(p)).sum())
+
+
+def index_entropy(codebooks: dict) -> float:
+    """Mean empirical entropy of the codebooks' indices in bits per weight, each layer weighted by its size."""
+    n = sum(cb.numel for cb in codebooks.values())
+    total = sum(entropy_bits(counts(cb.indices.numpy(), cb.num_levels)) * cb.numel for cb in codebooks.values())
+    return total / n if n else 0.0
 
 
 def model_frequencies(c: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save as safetensors_bytes
 
 from ..checkpoint import CheckpointError, atomic_save_tensors, load_tensors
 from ..models import ModelConfig, UNet
@@ -160,9 +161,10 @@ def save_packed(model: UNet, config, path: str | Path, source_meta: dict | None 
 
     ``codebooks`` (``report.codebooks`` from :func:`~fmq.quantize.quantize_model` with the same model and
     config) skips quantizing again; their levels are stored so that they come back exactly, or refused.
-    ``coding``: ``"fixed"`` (b bits per index) or ``"ans"`` (entropy-coded; a layer keeps fixed-width
-    indices where coding would not make it smaller). ``kept_dtype``: ``"float32"`` or ``"float16"``
-    for the tensors that are not quantized (fp16 changes outputs: see :func:`skeleton` and the README).
+    ``coding``: ``"fixed"`` (b bits per index) or ``"ans"`` (entropy-coded where that makes the layer
+    smaller; never a larger file than ``"fixed"``, which is written instead). ``kept_dtype``: ``"float32"``
+    or ``"float16"`` for the tensors that are not quantized (fp16 rounds them: the loaded model then differs
+    from the fake-quantized one by that rounding; ``benchmarks/bench_packing.py`` measures it).
     """
     from ..quantize import quantize_model
 
@@ -173,6 +175,19 @@ def save_packed(model: UNet, config, path: str | Path, source_meta: dict | None 
     if codebooks is None:
         _, report = quantize_model(model, config)
         codebooks = report.codebooks
+    tensors, metadata = _contents(model, config, codebooks, "fixed", kept_dtype, source_meta)
+    if coding == "ans":
+        coded = _contents(model, config, codebooks, "ans", kept_dtype, source_meta)
+        if len(safetensors_bytes(*coded)) < len(safetensors_bytes(tensors, metadata)):
+            tensors, metadata = coded
+    path = Path(path)
+    atomic_save_tensors(tensors, path, metadata)
+    return path
+
+
+def _contents(model: UNet, config, codebooks: dict[str, Codebook], coding: str, kept_dtype: str,
+              source_meta: dict | None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and header of a packed file."""
     blobs: dict[str, list[torch.Tensor]] = {k: [] for k in _BLOBS}
     kept, layers = [], []
     for name, t in model.state_dict().items():
@@ -217,9 +232,7 @@ def save_packed(model: UNet, config, path: str | Path, source_meta: dict | None 
         "kept_dtype": kept_dtype,
         "checksums": json.dumps({k: _crc(v) for k, v in tensors.items()}, **compact),
     }
-    path = Path(path)
-    atomic_save_tensors(tensors, path, metadata)
-    return path
+    return tensors, metadata
 
 
 _FIELDS = ("name", "shape", "bits", "levels", "granularity", "method", "store", "coding", "bytes")
