@@ -30,7 +30,7 @@ __all__ = ["packed_model", "rebuild_weight", "resident_weight_bytes", "fp32_weig
 def rebuild_weight(layer: PackedLayer, stride: tuple[int, ...] | None = None) -> torch.Tensor:
     """The dequantized weight of ``layer`` (float32, on its indices' device), with ``stride`` if given."""
     n, shape, gran = layer.numel, layer.shape, layer.granularity
-    idx = unpack_indices(layer.packed, layer.bits, n).long()  # (n,)
+    idx = _unpack_long(layer.packed, layer.bits, n)  # (n,)
     levels = layer.levels().to(idx.device)  # (G, K)
     g = levels.shape[0]
     if g == 1:
@@ -55,34 +55,57 @@ def rebuild_weight(layer: PackedLayer, stride: tuple[int, ...] | None = None) ->
     return out
 
 
+_LUT: dict[int, torch.Tensor] = {}
+
+
+def _unpack_long(packed: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """(n,) int64 indices; for 1, 2 and 4 bits one table lookup per byte (faster than shifting each index)."""
+    if bits == 8:
+        return packed.long()
+    if 8 % bits:
+        return unpack_indices(packed, bits, n).long()
+    if bits not in _LUT:
+        _LUT[bits] = ((torch.arange(256)[:, None] >> torch.arange(0, 8, bits)) & (2**bits - 1)).contiguous()
+    lut = _LUT[bits].to(packed.device)
+    return lut.index_select(0, packed.long()).view(-1)[:n]
+
+
 class _Runtime:
-    """One packed layer inside a running model: its indices, in the order the weight is laid out in memory."""
+    """One packed layer inside a running model: its indices, in the order the weight is laid out in memory,
+    and its levels in float32 when they are few (a small table costs less than decoding it every call)."""
 
     def __init__(self, layer: PackedLayer, spec: torch.Tensor, device: torch.device) -> None:
         self.layer, self.stride = layer, spec.stride()
         shape = layer.shape
         last = (len(shape) == 4 and spec.is_contiguous(memory_format=torch.channels_last)
                 and not spec.is_contiguous())
-        rowwise = isinstance(layer.granularity, PerTensor) or layer.stored_groups() == 1 or (
+        rowwise = isinstance(layer.granularity, PerTensor) or layer.num_groups() == 1 or (
             isinstance(layer.granularity, PerChannel) and layer.granularity.axis == 0)
         self.channels_last = last and rowwise  # groups are whole output channels: reordering inside them is free
+        contiguous = spec.is_contiguous()
+        self.direct = rowwise and (self.channels_last or contiguous)  # gather straight into the final layout
         idx = layer.indices()
         if self.channels_last:
             idx = idx.permute(0, 2, 3, 1).contiguous()  # (C, kh, kw, Cin): the channels-last memory order
         self.packed = pack_indices(idx, layer.bits).to(device)
+        levels = layer.levels()
+        self.levels = levels.to(device) if 4 * levels.numel() <= layer.numel else None  # <= 1 bit per weight
 
     def weight(self) -> torch.Tensor:
         layer = self.layer
-        if not self.channels_last:
+        if not self.direct:
             return rebuild_weight(PackedLayer(**{**vars(layer), "packed": self.packed}), self.stride)
+        idx = _unpack_long(self.packed, layer.bits, layer.numel)
+        levels = self.levels if self.levels is not None else layer.levels().to(idx.device)
+        flat = levels[0][idx] if levels.shape[0] == 1 else levels.gather(1, idx.view(levels.shape[0], -1))
+        if not self.channels_last:  # same memory order as the model's tensor; strides of size-1 dims as its are
+            return flat.as_strided(layer.shape, self.stride)
         c, cin, kh, kw = layer.shape
-        idx = unpack_indices(self.packed, layer.bits, layer.numel).long()
-        levels = layer.levels().to(idx.device)
-        flat = levels[0][idx] if levels.shape[0] == 1 else levels.gather(1, idx.view(c, -1))
         return flat.view(c, kh, kw, cin).permute(0, 3, 1, 2)  # channels-last strides, no copy
 
     def resident_bytes(self) -> int:
-        return self.packed.numel() + self.layer.stored.nbits() // 8
+        held = 4 * self.levels.numel() if self.levels is not None else self.layer.stored.nbits() // 8
+        return self.packed.numel() + held
 
 
 def _attach(module: nn.Module, attr: str, rt: _Runtime, device: torch.device) -> None:

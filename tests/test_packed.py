@@ -51,8 +51,8 @@ def test_resident_bytes_at_two_bits(tiny_model, tmp_path):
     state = tiny_model.state_dict()
     n_q = sum(state[n].numel() for n in chosen)
     n_kept = sum(state[n].numel() for n in kept)
-    levels = sum(layer.stored.levels.numel() * 2 for layer in packed_layers(model))
-    # indices at 2 bits (each layer rounded up to whole bytes), fp16 level tables, kept tensors in fp32
+    levels = sum(layer.stored.levels.numel() * 4 for layer in packed_layers(model))
+    # indices at 2 bits (each layer rounded up to whole bytes), level tables (at most float32), kept tensors in fp32
     assert resident_weight_bytes(model) <= n_q // 4 + len(chosen) + levels + 4 * n_kept
     assert resident_weight_bytes(model) >= n_q // 4 + 4 * n_kept
     assert resident_weight_bytes(tiny_model) == 4 * (n_q + n_kept)

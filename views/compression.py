@@ -45,15 +45,15 @@ if not rows:
 table = [{"method": r.method, "bits": r.bits, "FP32 bytes": r.fp32_bytes, "packed bytes": r.packed_bytes,
           "bits per weight": r.bits_per_weight, "ratio": r.ratio, "entropy-coded bytes": r.entropy_bytes,
           "entropy-coded ratio": r.entropy_ratio, "index entropy": r.index_entropy,
-          "in memory": r.resident_bytes, "FP32 in memory": r.fp32_resident_bytes} for r in rows]
+          "in memory": r.resident_bytes} for r in rows]
 at_bits = [r for r in rows if r.bits == sett.bits]
 cols = st.columns(max(1, len(at_bits)))
 for col, r in zip(cols, at_bits):
     col.metric(f"{r.method} · {r.bits}-bit", f"{r.ratio:.1f}× smaller",
                help=f"{r.fp32_bytes:,} → {r.packed_bytes:,} bytes")
-    col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight · entropy-coded "
-                f"{r.entropy_ratio:.1f}× · in memory {r.resident_bytes / 1024:.0f} of "
-                f"{r.fp32_resident_bytes / 1024:.0f} KiB")
+    col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight  \n"
+                f"entropy-coded {r.entropy_ratio:.1f}× · {r.resident_bytes / 1024:.0f} KiB in memory "
+                f"(FP32: {r.fp32_resident_bytes / 1024:.0f} KiB)")
 st.dataframe(table, hide_index=True, column_config={
     "FP32 bytes": st.column_config.NumberColumn(format="localized"),
     "packed bytes": st.column_config.NumberColumn(format="localized"),
@@ -63,8 +63,8 @@ st.dataframe(table, hide_index=True, column_config={
     "entropy-coded ratio": st.column_config.NumberColumn(format="%.2f×"),
     "index entropy": st.column_config.NumberColumn(format="%.3f bits", help="empirical entropy of the indices, "
                                                    "mean over layers weighted by size"),
-    "in memory": st.column_config.NumberColumn(format="localized", help="bytes the packed runtime keeps"),
-    "FP32 in memory": st.column_config.NumberColumn(format="localized")})
+    "in memory": st.column_config.NumberColumn(format="localized", help="weight bytes the packed runtime keeps "
+                                               f"(the FP32 model: {rows[0].fp32_resident_bytes:,})")})
 with st.expander("Index entropy of each layer beside its width"):
     pick = st.selectbox("Method", [f"{r.method} · {r.bits}-bit" for r in rows], key="comp_layers")
     chosen = rows[[f"{r.method} · {r.bits}-bit" for r in rows].index(pick)] if pick else rows[0]

@@ -117,7 +117,7 @@ class PackedLayer:
     def levels(self) -> torch.Tensor:
         return decode_levels(self.stored, self.num_levels, self.bits)
 
-    def stored_groups(self) -> int:
+    def num_groups(self) -> int:
         return group_ids(self.shape, self.granularity)[0]
 
     def codebook(self) -> Codebook:
