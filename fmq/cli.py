@@ -117,7 +117,8 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
                    help="weights: Conv/Linear weights only; all: every float tensor (the paper's protocol)")
     p.add_argument("--skip", nargs="*", default=[], help="tensor or module names (fnmatch patterns) kept in FP32")
     p.add_argument("--out", required=True, help="packed model path (.safetensors)")
-    p.add_argument("--entropy", action="store_true", help="entropy-code the indices (ANS): a smaller file")
+    p.add_argument("--entropy", action="store_true", help="entropy-code the indices (ANS) and compress the level "
+                   "tables and kept tensors losslessly (xz): a smaller file")
     p.add_argument("--kept-fp16", action="store_true",
                    help="store the tensors that are not quantized (biases, norms, embeddings) in fp16")
 

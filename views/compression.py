@@ -16,9 +16,9 @@ st.markdown("Every size here is a file actually written: the packed model holds 
             "FP32 (biases, norms). *Bits per weight* divides all of it by the number of parameters, so it is above "
             "the nominal bit width by the codebooks' share: small at 2 bits, where a level table has 4 fp16 levels, "
             "large at 8 bits for the methods that keep 256. *Entropy-coded* is the same file with each layer's "
-            "indices ANS-coded: about *index entropy* bits per weight instead of the width. *In memory* is what the "
-            "packed runtime keeps while it samples: indices and codebooks, each weight rebuilt only while its layer "
-            "runs.")
+            "indices ANS-coded (about *index entropy* bits per weight instead of the width) and its level tables and "
+            "kept tensors compressed losslessly. *In memory* is what the packed runtime keeps while it samples: "
+            "indices and codebooks, each weight rebuilt only while its layer runs.")
 if not sh.need_methods(sett):
     st.stop()
 

@@ -12,8 +12,11 @@ tensor         dtype    holds, layer after layer in state-dict order
 ``kept``       f32/f16  every tensor that is not quantized (biases, norms, embeddings), concatenated
 =============  =======  ==========================================================================
 
+With ``coding="ans"`` the ``levels`` and ``kept`` tensors are also compressed losslessly where that makes
+them smaller (codec ``xz-shuffle``: the values' bytes grouped by significance, then xz; stored as uint8).
+
 The header's string metadata: ``fmq_format``, ``model_config``, ``quant_config`` (the QuantConfig JSON as
-given), ``meta`` (where the FP32 model came from), ``kept_dtype``, ``checksums`` (CRC-32 of each tensor's
+given), ``meta`` (where the FP32 model came from), ``kept_dtype``, ``codecs``, ``checksums`` (CRC-32 of each tensor's
 bytes) and ``layers``: a JSON table with, per quantized tensor, its name, shape, bits (each layer its own:
 mixed-precision configs give every layer a width), K levels, granularity, method, store, coding and
 byte count in ``indices``, written as columns (a column whose entries are all equal is written once).
@@ -28,6 +31,7 @@ what is wrong. Loading rebuilds exactly the levels the fake-quantized model of
 from __future__ import annotations
 
 import json
+import lzma
 import math
 import zlib
 from dataclasses import dataclass
@@ -222,6 +226,12 @@ def _contents(model: UNet, config, codebooks: dict[str, Codebook], coding: str, 
                        "coding": layer_coding, "bytes": int(data.numel())})
     tensors = {k: _cat(v, _BLOBS[k]) for k, v in blobs.items()}
     tensors["kept"] = _cat(kept, KEPT_DTYPES[kept_dtype])
+    codecs = {}
+    if coding == "ans":  # the float tables too, where lossless compression makes them smaller
+        for name in _COMPRESSIBLE:
+            packed = _xz_pack(tensors[name])
+            if packed.numel() < tensors[name].numel() * tensors[name].element_size():
+                tensors[name], codecs[name] = packed, _CODEC
     compact = {"separators": (",", ":"), "sort_keys": True}
     metadata = {
         "fmq_format": FORMAT,
@@ -230,9 +240,35 @@ def _contents(model: UNet, config, codebooks: dict[str, Codebook], coding: str, 
         "layers": json.dumps(_columns(layers), separators=(",", ":")),
         "meta": json.dumps(source_meta or {}, **compact),
         "kept_dtype": kept_dtype,
+        "codecs": json.dumps(codecs, **compact),
         "checksums": json.dumps({k: _crc(v) for k, v in tensors.items()}, **compact),
     }
     return tensors, metadata
+
+
+_CODEC = "xz-shuffle"  # the value's bytes regrouped by significance (all first bytes, then all second ...), xz
+_COMPRESSIBLE = ("levels", "kept")
+
+
+def _xz_pack(t: torch.Tensor) -> torch.Tensor:
+    """Lossless: byte planes of ``t`` (sign/exponent bytes together compress well), then xz (LZMA2 + CRC-64)."""
+    planes = t.contiguous().view(torch.uint8).reshape(-1, t.element_size()).T.contiguous()
+    return torch.frombuffer(bytearray(lzma.compress(planes.numpy().tobytes(), preset=6)),
+                            dtype=torch.uint8)
+
+
+def _xz_unpack(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Inverse of :func:`_xz_pack`; ValueError if the data does not decompress to whole values."""
+    try:
+        raw = lzma.decompress(t.numpy().tobytes())
+    except lzma.LZMAError as e:
+        raise ValueError(f"it does not decompress ({e})") from e
+    size = torch.empty(0, dtype=dtype).element_size()
+    if len(raw) % size:
+        raise ValueError(f"it decompresses to {len(raw)} bytes, not whole {dtype} values")
+    planes = torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(size, -1) if raw else \
+        torch.zeros(size, 0, dtype=torch.uint8)
+    return planes.T.contiguous().view(dtype).reshape(-1)
 
 
 _FIELDS = ("name", "shape", "bits", "levels", "granularity", "method", "store", "coding", "bytes")
@@ -344,9 +380,12 @@ def read_packed(path: str | Path) -> PackedFile:
         layers = _rows(json.loads(metadata["layers"]))
         meta = json.loads(metadata["meta"])
         checksums = json.loads(metadata["checksums"])
+        codecs = json.loads(metadata["codecs"])
         kept_dtype = metadata["kept_dtype"]
         if kept_dtype not in KEPT_DTYPES or not isinstance(checksums, dict) or not isinstance(meta, dict):
             raise ValueError("kept_dtype, checksums or meta has the wrong type")
+        if not isinstance(codecs, dict) or set(codecs) - set(_COMPRESSIBLE) or set(codecs.values()) - {_CODEC}:
+            raise ValueError(f"codecs must map some of {_COMPRESSIBLE} to {_CODEC!r}")
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: packed header is invalid ({e}); {_REEXPORT}") from e
     expected = {**_BLOBS, "kept": KEPT_DTYPES[kept_dtype]}
@@ -355,11 +394,17 @@ def read_packed(path: str | Path) -> PackedFile:
                               f"{sorted(expected)}")
     for name, dtype in expected.items():
         t = tensors[name]
-        if t.dtype != dtype or t.ndim != 1:
+        stored = torch.uint8 if name in codecs else dtype
+        if t.dtype != stored or t.ndim != 1:
             raise CheckpointError(f"{path}: tensor {name!r} is {t.dtype} of shape {tuple(t.shape)}, "
-                                  f"expected 1-D {dtype}")
+                                  f"expected 1-D {stored}")
         if checksums.get(name) != _crc(t):
             raise CheckpointError(f"{path}: the {name!r} data is altered (its checksum does not match the header)")
+        if name in codecs:
+            try:
+                tensors[name] = _xz_unpack(t, dtype)
+            except ValueError as e:
+                raise CheckpointError(f"{path}: the {name!r} data is corrupt: {e}") from e
     state = skeleton(model_cfg)
     blobs = {k: _Reader(k, tensors[k]) for k in _BLOBS}
     out, names = [], set()

@@ -250,3 +250,24 @@ def test_format_version_is_in_the_header(packed_file):
     from fmq.checkpoint import load_tensors
 
     assert load_tensors(packed_file)[1]["fmq_format"] == FORMAT == "fmq-packed/2"
+
+
+def test_entropy_coded_files_compress_the_float_tables_losslessly(packed_file):
+    from fmq.checkpoint import load_tensors
+
+    tensors, metadata = load_tensors(packed_file)
+    assert json.loads(metadata["codecs"]) == {"levels": "xz-shuffle", "kept": "xz-shuffle"}
+    assert tensors["levels"].dtype == torch.uint8 and tensors["kept"].dtype == torch.uint8
+
+    def scramble(t):  # valid checksum, bytes that are no xz stream
+        t["levels"] = torch.full_like(t["levels"], 7)
+
+    def fix_checksum(m):
+        from fmq.quant.packing import _crc
+
+        sums = json.loads(m["checksums"])
+        sums["levels"] = _crc(torch.full_like(tensors["levels"], 7))
+        m["checksums"] = json.dumps(sums)
+
+    with pytest.raises(CheckpointError, match="'levels' data is corrupt: it does not decompress"):
+        read_packed(_rewrite(packed_file, tensors_fn=scramble, meta_fn=fix_checksum))
