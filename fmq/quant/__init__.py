@@ -24,7 +24,8 @@ such rule, and neither have fmq's own methods.
 :mod:`.codebook` holds the shared ``Codebook`` type and the granularities, :mod:`.kmeans1d` the exact
 1-D k-means solver (compiled: the Lagrangian search in :mod:`.dp_lagrange`, the DP in :mod:`.dp_kernels`
 and :mod:`.dp_group`), :mod:`.common` the
-tensor -> groups -> core plumbing, :mod:`.packing` the b-bit file format. :func:`quantize_tensors`
+tensor -> groups -> core plumbing, :mod:`.packing` the packed file format (with
+:mod:`.storage`: how levels are stored, :mod:`.entropy`: ANS coding of indices). :func:`quantize_tensors`
 quantizes many tensors in shared batches (what :func:`fmq.quantize.quantize_model` uses).
 """
 
