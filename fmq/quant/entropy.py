@@ -53,6 +53,8 @@ def _model(freqs: np.ndarray):
     f = np.asarray(freqs, dtype=np.float64)
     if f.ndim != 1 or f.size == 0 or f.sum() <= 0:
         raise ValueError("the entropy model needs at least one nonzero frequency")
+    if f.size == 1:  # one level (a constant or one-weight group): constriction wants two symbols, the 2nd unused
+        f = np.append(f, 0.0)
     return constriction.stream.model.Categorical(f / f.sum(), perfect=False)
 
 

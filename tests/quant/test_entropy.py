@@ -21,7 +21,8 @@ def test_model_frequencies_are_zero_exactly_where_unused():
     assert f.dtype == np.uint16 and f.tolist()[0] == 0 and f[3] == 0 and f[1] == 65535 and f[2] == 1 and f[4] >= 1
 
 
-@pytest.mark.parametrize("k,p", [(2, [0.9, 0.1]), (4, [0.1, 0.4, 0.4, 0.1]), (256, None), (16, [1.0] + [0.0] * 15)])
+@pytest.mark.parametrize("k,p", [(1, [1.0]), (2, [0.9, 0.1]), (4, [0.1, 0.4, 0.4, 0.1]), (256, None),
+                                 (16, [1.0] + [0.0] * 15)])
 def test_round_trip_and_size_near_entropy(k, p):
     rng = np.random.default_rng(k)
     for n in (1, 2, 1000, 50_000):
