@@ -96,7 +96,14 @@ def sidebar(page: str) -> None:
     side.selectbox("Data set", list(models), key="model_id", format_func=models.get)
 
     side.multiselect("Quantizers", methods, key="methods", help=method_help(methods))
-    side.slider("Bits per weight", BITS[0], BITS[-1], key="bits")
+    side.slider("Bits per weight", BITS[0], BITS[-1], key="bits",
+                help="Index bits per weight. For a mixed method (ot-mixed, ot-mixed-cal) the average budget in bits "
+                     "per weight, codebooks included: each layer gets its own width.")
+    if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
+        side.selectbox("Calibration effort", list(sh.CALIB_EFFORT), index=1, key="cal_effort",
+                       help="Refinement steps of the calibrated methods (quick 100, standard 300, thorough 600): "
+                            "more steps, closer to FP32, longer wait. Calibration runs once per model and setting; "
+                            "every page then reuses it.")
     c1, c2 = side.columns(2)
     c1.selectbox("Granularity", _link.GRANULARITIES, key="granularity",
                  help="One codebook per tensor, per output channel, or per group of weights.")

@@ -69,12 +69,49 @@ def _add_train_classifier(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
-def _parse_bits(text: str) -> tuple[int, ...]:
-    out: list[int] = []
+def _number(text: str) -> int | float:
+    """"2" -> 2, "1.5" -> 1.5: a width, or a mixed method's budget in bits per weight."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"not a number of bits: {text!r}") from None
+    return int(v) if v.is_integer() else v
+
+
+def _parse_bits(text: str) -> tuple[int | float, ...]:
+    """"1-8" | "2,4,8" | "1,1.5,2" (fractional budgets for mixed methods)."""
+    out: list[int | float] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
+        if hi:
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(_number(lo))
     return tuple(out)
+
+
+def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    from .qconfig import CalibConfig
+
+    d = CalibConfig()
+    g = p.add_argument_group("calibrated methods (ot-cal, ot-mixed, ot-mixed-cal)")
+    g.add_argument("--cal-steps", type=int, default=d.steps, help="refinement steps (0 = none)")
+    g.add_argument("--cal-samples", type=int, default=d.samples, help="FP32 calibration trajectories")
+    g.add_argument("--cal-seed", type=int, default=d.seed, help="calibration draw (never an evaluation seed)")
+
+
+def _calibration(a: argparse.Namespace, methods) -> object | None:
+    """The CalibConfig the flags ask for, or None when no method is calibrated (then the flags must be unset)."""
+    from .methods import method_spec
+    from .qconfig import CalibConfig
+
+    cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed)
+    if any(method_spec(m).calibrated for m in methods):
+        return cfg
+    if cfg != CalibConfig():
+        raise ValueError("--cal-* options only apply to calibrated methods (" + ", ".join(
+            m for m in __import__("fmq.methods").methods.METHODS if method_spec(m).calibrated) + ")")
+    return None
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +122,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="another fmq checkpoint (default: the shipped one)")
     p.add_argument("--data", help="npz file or root for real test images (default: ../shared/data/<dataset>.npz)")
     p.add_argument("--methods", default="ot,ot-equal-mass,uniform,pwl,log2", help="comma-separated")
-    p.add_argument("--bits", default="1-8", help="e.g. 1-8 or 2,4,8")
+    p.add_argument("--bits", default="1-8", help="e.g. 1-8 or 2,4,8; mixed methods take budgets such as 1.5")
     p.add_argument("--granularity", default="channel", help="tensor | channel | group:G")
     p.add_argument("--scope", choices=["weights", "all"],
                    help="default: weights (Conv/Linear) for generation, all (every float tensor) for velocity")
@@ -103,15 +140,18 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="recompute every point")
     p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows of protocols not "
                                  "swept now that are already in the file are kept. Without --out: print only")
+    _add_calibration_args(p)
 
 
 def _add_quantize(sub: argparse._SubParsersAction) -> None:
-    from .quant import METHODS
+    from .methods import METHODS
 
     p = sub.add_parser("quantize", help="quantize a checkpoint's weights and write a packed model")
     p.add_argument("--checkpoint", required=True, help="FP32 checkpoint (.safetensors)")
     p.add_argument("--method", default="ot", choices=list(METHODS))
-    p.add_argument("--bits", type=int, default=4, help="bits per weight, 1..8")
+    p.add_argument("--bits", type=_number, default=4,
+                   help="bits per weight, 1..8; for a mixed method (ot-mixed, ot-mixed-cal) the average budget in "
+                        "bits per weight, codebooks included, e.g. 1.5")
     p.add_argument("--granularity", default="channel", help="tensor | channel | group:G (e.g. group:128)")
     p.add_argument("--scope", default="weights", choices=("weights", "all"),
                    help="weights: Conv/Linear weights only; all: every float tensor (the paper's protocol)")
@@ -121,6 +161,7 @@ def _add_quantize(sub: argparse._SubParsersAction) -> None:
                    "tables and kept tensors losslessly (xz): a smaller file")
     p.add_argument("--kept-fp16", action="store_true",
                    help="store the tensors that are not quantized (biases, norms, embeddings) in fp16")
+    _add_calibration_args(p)
 
 
 def _add_plot(sub) -> None:
@@ -245,7 +286,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
     for protocol in a.protocol.split(","):
         cfg = SweepConfig(methods=tuple(a.methods.split(",")), bits=_parse_bits(a.bits), granularity=a.granularity,
                           scope=a.scope, protocol=protocol, n=a.n, solver=a.solver, steps=a.steps, seed=a.seed,
-                          guidance=a.guidance)
+                          guidance=a.guidance, calibration=_calibration(a, a.methods.split(",")))
         extra_fn = _bound_columns(cfg) if a.bound and protocol == "generation" else None
         images = test_images(a.dataset, a.data) if protocol == "velocity" else eval_images  # the paper's: in order
         total = len(cfg.methods) * len(cfg.bits)
@@ -325,11 +366,14 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
     from .quant.packing import save_packed
     from .quantize import QuantConfig, quantize_model
 
-    config = QuantConfig(method=a.method, bits=a.bits, granularity=a.granularity, scope=a.scope, skip=tuple(a.skip))
+    config = QuantConfig(method=a.method, bits=a.bits, granularity=a.granularity, scope=a.scope, skip=tuple(a.skip),
+                         calibration=_calibration(a, [a.method]))
     ck = load_checkpoint(a.checkpoint)
     t0 = time.perf_counter()
-    _, report = quantize_model(ck.model, config)
+    _, report = quantize_model(ck.model, config, progress=_stage_printer() if config.calibration else None)
     dt = time.perf_counter() - t0
+    if report.calibration is not None:
+        print(_calibration_summary(report))
     # the training curve stays with the FP32 checkpoint; everything else about where the model came from is kept
     source = {k: v for k, v in ck.meta.items() if k != "loss_history"}
     meta = {"source": str(a.checkpoint), "source_meta": source, "command": getattr(a, "command_line", "")}
@@ -337,7 +381,7 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
                       coding="ans" if a.entropy else "fixed", kept_dtype="float16" if a.kept_fp16 else "float32")
     fp32, packed = Path(a.checkpoint).stat().st_size, out.stat().st_size
     print(f"{len(report.layers)} tensors ({report.numel:,} weights) quantized with {config.method}, "
-          f"{config.bits} bits, {config.granularity} in {dt:.2f} s: W2 {report.w2:.4g}, MSE {report.mse:.4g}, "
+          f"{config.label}, {config.granularity} in {dt:.2f} s: W2 {report.w2:.4g}, MSE {report.mse:.4g}, "
           f"{report.bits_per_weight:.3f} bits/weight with codebooks")
     print(f"wrote {out}: {packed:,} bytes on disk; FP32 checkpoint {fp32:,} bytes; compression {fp32 / packed:.2f}x")
     if a.entropy:
@@ -346,6 +390,39 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
         print(f"index entropy {index_entropy(report.codebooks):.3f} bits per weight (mean over layers, weighted "
               f"by size); indices ANS-coded where that is smaller")
     return 0
+
+
+def _stage_printer():
+    """progress(stage, done, total, loss) for the terminal: one line per stage, then every ~10 %."""
+    shown: dict[str, int] = {}
+
+    def show(stage: str, done: int, total: int, loss: float) -> None:
+        tenth = 10 * done // max(total, 1)
+        if shown.get(stage, -1) < tenth:
+            shown[stage] = tenth
+            extra = f", loss {loss:.4g}" if loss == loss else ""
+            print(f"  {stage}: {done}/{total}{extra}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _calibration_summary(report) -> str:
+    from collections import Counter
+
+    log = report.calibration
+    parts = [", ".join(f"{k} {v:.1f} s" for k, v in log.seconds.items())]
+    if len(set(log.widths.values())) > 1:
+        numel = {r.name: r.numel for r in report.layers}
+        weights = Counter()
+        for n, b in log.widths.items():
+            weights[b] += numel[n]
+        total = sum(weights.values())
+        parts.append("widths: " + ", ".join(f"{b} bit {100 * w / total:.0f} %" for b, w in sorted(weights.items())))
+    if log.refine is not None:
+        r = log.refine
+        parts.append(f"held-out velocity MSE {r.start_loss:.4g} -> {r.end_loss:.4g}"
+                     + (" (refinement did not help: kept the start)" if r.kept_start else ""))
+    return "calibration: " + "; ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

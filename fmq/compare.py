@@ -92,7 +92,7 @@ class MethodResult:
 
     @property
     def label(self) -> str:
-        return f"{self.config.method} {self.config.bits}-bit"
+        return self.config.label
 
 
 @dataclass
@@ -161,12 +161,13 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def quantize(model: nn.Module, config: Any) -> Quantized:
-    """Apply a QuantConfig to ``model``; returns a new model, the per-layer report and the time taken."""
+def quantize(model: nn.Module, config: Any, progress=None) -> Quantized:
+    """Apply a QuantConfig to ``model``; returns a new model, the per-layer report and the time taken.
+    ``progress(stage, done, total, loss)`` follows a calibrated method's stages."""
     from .quantize import quantize_model
 
     t0 = time.perf_counter()
-    qmodel, report = quantize_model(model, config)
+    qmodel, report = quantize_model(model, config, progress=progress)
     qmodel.eval()
     return Quantized(qmodel, report, time.perf_counter() - t0)
 

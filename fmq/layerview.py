@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from .methods import method_spec
 from .metrics import w2_distance
 from .models import count_parameters
 
@@ -64,8 +65,12 @@ def slice_count(shape: Sequence[int], granularity: str) -> int:
 
 
 def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, granularity: str,
-               index: int = 0) -> LayerView:
-    """FP32 weights of slice ``index`` (a channel or group) of layer ``name``, and each method's codebook for it."""
+               index: int = 0, books: dict[str, Any] | None = None) -> LayerView:
+    """FP32 weights of slice ``index`` (a channel or group) of layer ``name``, and each method's codebook for it.
+
+    ``books`` {method: Codebook of this layer} supplies codebooks that cannot be made from the layer alone
+    (calibrated methods: take them from the quantized model's report); the others are quantized here.
+    """
     from .quant import quantize_tensor
 
     params = dict(model.named_parameters())
@@ -78,8 +83,14 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
     mask = torch.from_numpy(ids == index)
     values = w.reshape(-1)[mask]
     view = LayerView(name, tuple(w.shape), granularity, index, values.numpy().copy())
+    books = books or {}
     for m in methods:
-        cb = quantize_tensor(w, m, bits, granularity)
+        if m in books:
+            cb = books[m]
+        elif method_spec(m).calibrated:
+            continue  # its codebook depends on the whole model: not quantized by this tensor's scope here
+        else:
+            cb = quantize_tensor(w, m, bits, granularity)
         deq = cb.dequantize().reshape(-1)[mask]
         view.levels[m] = np.unique(cb.levels[index].double().numpy())
         view.w2[m] = w2_distance(values, deq)
@@ -88,11 +99,11 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
 
 
 def layer_table(reports: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows (layer, index, method, numel, w2, mse, bits_per_weight) from {method: QuantReport}."""
+    """Rows (layer, index, method, numel, bits, w2, mse, bits_per_weight) from {method: QuantReport}."""
     rows = []
     for method, report in reports.items():
         for i, lr in enumerate(report.layers):
-            rows.append({"index": i, "layer": lr.name, "method": method, "numel": int(lr.numel),
+            rows.append({"index": i, "layer": lr.name, "method": method, "numel": int(lr.numel), "bits": int(lr.bits),
                          "w2": float(lr.w2), "mse": float(lr.mse), "bits_per_weight": float(lr.bits_per_weight)})
     return rows
 
@@ -120,19 +131,20 @@ class CompressionRow:
 
 
 def pack(model: nn.Module, config: Any, source_meta: dict | None = None,
-         directory: str | Path | None = None) -> tuple[CompressionRow, bytes]:
+         directory: str | Path | None = None, codebooks: dict | None = None) -> tuple[CompressionRow, bytes]:
     """Quantize and pack ``model`` with ``config``: the plain file (its bytes are returned), the same with
     entropy-coded indices, and the packed runtime built from the plain file (its resident bytes)."""
     from .packed import fp32_weight_bytes, packed_model, resident_weight_bytes
     from .quant.packing import read_packed, save_packed
     from .quantize import quantize_model
 
-    _, report = quantize_model(model, config)
+    if codebooks is None:  # a calibrated method must give its report's codebooks (calibration is not redone)
+        codebooks = quantize_model(model, config)[1].codebooks
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         plain = save_packed(model, config, Path(tmp) / "plain.safetensors", source_meta=source_meta,
-                            codebooks=report.codebooks)
+                            codebooks=codebooks)
         coded = save_packed(model, config, Path(tmp) / "ans.safetensors", source_meta=source_meta,
-                            codebooks=report.codebooks, coding="ans")
+                            codebooks=codebooks, coding="ans")
         data, coded_size = plain.read_bytes(), coded.stat().st_size
         runtime = packed_model(plain)
         layers = read_packed(coded).layers

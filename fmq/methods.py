@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 from .quant.codebook import BITS  # the one bit range, re-exported beside the registry
 
-__all__ = ["MethodSpec", "METHODS", "method_spec", "check_method_bits", "plain_methods", "BITS"]
+__all__ = ["MethodSpec", "METHODS", "method_spec", "check_method_bits", "plain_methods", "BITS", "WIDTH_BITS"]
+
+WIDTH_BITS = 8  # a mixed method stores each layer's width: counted in that layer's bits per weight
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class MethodSpec:
     max_bits: int = 8
     calibrated: bool = False  # needs calibration states from the FP32 flow (fmq.calibrate)
     mixed: bool = False  # bits is an average budget in bits per weight; each layer has its own width
+    refined: bool = False  # its codebooks are trained against the FP32 velocity (needs refinement steps)
     ragged: bool = False  # groups of similar (not only equal) length share one solver batch
     paper: bool = False  # the paper's own variant (arXiv 2511.11418's code)
 
@@ -43,6 +46,14 @@ _SPECS = [
     MethodSpec("pwl-paper", "the paper's piecewise-linear variant: quantile breakpoints, bin-midpoint levels",
                paper=True),
     MethodSpec("log2-paper", "the paper's log grid: powers of two on each side of zero", paper=True),
+    MethodSpec("ot-cal", "exact OT codebooks, then levels and assignments trained to match the FP32 velocity",
+               calibrated=True, refined=True),
+    MethodSpec("ot-mixed", "a bit width per layer from its measured effect on the velocity, under an average "
+               "budget in bits per weight; exact OT codebooks", calibrated=True, mixed=True),
+    MethodSpec("ot-mixed-cal", "ot-mixed's widths, then its codebooks trained to match the FP32 velocity: "
+               "2 bits per weight that keep the pictures", calibrated=True, mixed=True, refined=True),
+    MethodSpec("ot-gptq", "exact OT levels, weights assigned GPTQ-style: each column's rounding error pushed onto the "
+               "next columns through the layer's input statistics (a comparison point)", calibrated=True),
 ]
 
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}

@@ -32,7 +32,7 @@ class CalibConfig:
     samples: int = 128  # FP32 trajectories the calibration states come from
     traj_steps: int = 10  # Heun steps of those trajectories; every grid state is a calibration state
     seed: int = 0  # which calibration draw (noise from a stream disjoint from every evaluation seed)
-    steps: int = 300  # optimiser steps of the codebook refinement (0 = no refinement)
+    steps: int = 300  # optimiser steps of the codebook refinement (methods that refine need at least 1)
     batch: int = 64  # calibration states per refinement step
     lr: float = 2e-3  # Adam learning rate, relative to each layer's weight scale
     assignments: bool = True  # also move weights between levels (straight-through), not only the levels
@@ -93,6 +93,9 @@ class QuantConfig:
             cal = CalibConfig()
         if not spec.calibrated and cal is not None:
             raise ValueError(f"{self.method} is not a calibrated method; it takes no calibration settings")
+        if spec.refined and cal.steps == 0:
+            raise ValueError(f"{self.method} trains its codebooks: it needs at least 1 refinement step (0 given); "
+                             "ot-mixed is the mixed-precision method without refinement")
         object.__setattr__(self, "calibration", cal)
 
     @property

@@ -20,10 +20,12 @@ import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
+from .methods import WIDTH_BITS, method_spec
 from .metrics import w2_distance
 from .qconfig import SCOPES, CalibConfig, QuantConfig, select_tensors
 from .quant import Codebook, quantize_tensors
@@ -56,6 +58,7 @@ class QuantReport:
     layers: list[LayerReport]
     kept: dict[str, int] = field(default_factory=dict)  # tensors left in FP32: name -> numel
     codebooks: dict[str, Codebook] = field(default_factory=dict, repr=False, compare=False)
+    calibration: Any = field(default=None, repr=False, compare=False)  # fmq.calibrate.CalibrationLog
 
     @property
     def numel(self) -> int:
@@ -94,18 +97,35 @@ class QuantReport:
         }
 
 
-def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, QuantReport]:
-    """A quantized deep copy of ``model`` and its :class:`QuantReport`; ``model`` is left untouched."""
-    new = copy.deepcopy(model)
-    chosen, kept = select_tensors(new, config)
-    tensors = new.state_dict(keep_vars=True)
+def quantize_model(model: nn.Module, config: QuantConfig, calibration=None, sensitivity=None,
+                   progress=None) -> tuple[nn.Module, QuantReport]:
+    """A quantized deep copy of ``model`` and its :class:`QuantReport`; ``model`` is left untouched.
+
+    The one entry point for every method of :data:`fmq.methods.METHODS`. A calibrated method also uses
+    ``calibration`` (a :class:`fmq.calibrate.CalibrationSet`; collected from the FP32 model when None) and,
+    for a mixed one, ``sensitivity`` (:class:`fmq.calibrate.Sensitivity`; measured when None or not for
+    these tensors); ``progress(stage, done, total, loss)`` follows its stages. Plain methods ignore them.
+    """
+    spec = method_spec(config.method)
+    chosen, kept = select_tensors(model, config)
+    tensors = model.state_dict()
     report = QuantReport(config=config, layers=[], kept={n: tensors[n].numel() for n in kept})
     for name in chosen:  # check each tensor first, so an error names the layer
         try:
             as_weight(tensors[name])
         except ValueError as e:
             raise ValueError(f"layer {name!r} {tuple(tensors[name].shape)}: {e}") from e
-    books = quantize_tensors([tensors[n].detach() for n in chosen], config.method, config.bits, config.granularity)
+    if spec.calibrated:
+        from .calibrate import calibrated_codebooks
+
+        books, report.calibration = calibrated_codebooks(model, chosen, config, calibration, sensitivity, progress)
+        books = [books[n] for n in chosen]
+    else:
+        books = quantize_tensors([tensors[n].detach() for n in chosen], config.method, config.bits,
+                                 config.granularity)
+    new = copy.deepcopy(model)
+    tensors = new.state_dict(keep_vars=True)
+    width_bits = WIDTH_BITS if spec.mixed else 0
     for name, cb in zip(chosen, books):
         t = tensors[name]
         w = t.detach()
@@ -116,9 +136,9 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> tuple[nn.Module, Qu
         q = cb.dequantize()
         err = (q.double() - w.double()).pow(2).mean().item() if w.numel() else 0.0
         report.layers.append(LayerReport(
-            name=name, shape=tuple(w.shape), numel=w.numel(), method=config.method, bits=config.bits,
+            name=name, shape=tuple(w.shape), numel=w.numel(), method=config.method, bits=cb.bits,
             levels=cb.num_levels, w2=w2_distance(w, q), mse=err,
-            bits_per_weight=stored_bits(cb, stored) / cb.numel if cb.numel else 0.0,
+            bits_per_weight=(stored_bits(cb, stored) + width_bits) / cb.numel if cb.numel else 0.0,
         ))
         report.codebooks[name] = cb
         with torch.no_grad():

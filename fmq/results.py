@@ -53,7 +53,7 @@ class SweepRow:
     """One measured (method, bits) point and the settings it was made with."""
 
     method: str
-    bits: int
+    bits: int | float  # width; for a mixed method the budget in bits per weight
     protocol: str
     granularity: str
     ssim: float

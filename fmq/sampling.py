@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-__all__ = ["SolverInfo", "SOLVER_TABLE", "SOLVERS", "FIXED_STEP_ORDER", "evaluations", "describe_steps",
-           "SampleResult", "VelocityField", "make_noise", "integrate", "sample"]
+__all__ = ["MAX_EVAL_SEED", "SolverInfo", "SOLVER_TABLE", "SOLVERS", "FIXED_STEP_ORDER", "evaluations",
+           "describe_steps", "SampleResult", "VelocityField", "make_noise", "integrate", "sample"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,10 @@ def describe_steps(solver: str, steps: int) -> str:
     return f"{solver} (adaptive steps)" if _info(solver).adaptive else f"{solver} × {steps} steps"
 
 
+# Evaluation noise seeds lie in [0, MAX_EVAL_SEED): the app's seed box, the sweep and the CLI. Calibration draws its
+# noise from a stream far above (fmq.calibrate.states), so it never sees an evaluation's noise.
+MAX_EVAL_SEED = 2**31
+
 Velocity = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x, t scalar tensor) -> dx/dt
 
 
@@ -115,6 +119,8 @@ class VelocityField:
 
 def make_noise(n: int, shape: Sequence[int], seed: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """Standard normal noise (n, *shape) from a generator seeded with ``seed`` (same seed, same noise)."""
+    if not 0 <= int(seed) < MAX_EVAL_SEED:
+        raise ValueError(f"seed must lie in 0..{MAX_EVAL_SEED - 1}, got {seed}")
     g = torch.Generator().manual_seed(int(seed))
     return torch.randn((n, *shape), generator=g).to(device)
 

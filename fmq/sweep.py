@@ -46,7 +46,9 @@ from torch import nn
 
 from .checkpoint import fingerprint
 from .compare import generate, score
+from .methods import method_spec
 from .metrics import PSNR_CAP, mean_ci95, paper_latent_summary, paper_psnr, paper_ssim_map, pca_variances
+from .qconfig import CalibConfig
 from .quant.codebook import BITS
 from .quant.entropy import index_entropy
 from .quant.packing import save_packed
@@ -72,6 +74,7 @@ class SweepConfig:
     steps: int = 20
     seed: int = 0  # noise seed (generation); the velocity protocol takes the test images in order
     guidance: float = 1.0  # classifier-free guidance scale (conditional models)
+    calibration: CalibConfig | None = None  # settings of the calibrated methods (their defaults when None)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -81,17 +84,25 @@ class SweepConfig:
         if self.n < 2:
             raise ValueError(f"n must be at least 2 (for an interval), got {self.n}")
         object.__setattr__(self, "methods", tuple(self.methods))
-        object.__setattr__(self, "bits", tuple(int(b) for b in self.bits))
+        object.__setattr__(self, "bits", tuple(int(b) if float(b).is_integer() else float(b) for b in self.bits))
         for m in self.methods:  # fail before any work on a bad method, width or granularity
             for b in self.bits:
-                QuantConfig(method=m, bits=b, granularity=self.granularity, scope=self.scope)
+                if method_spec(m).mixed or float(b).is_integer():
+                    self.point_config(m, b)
+                else:
+                    method_spec(m)
 
-    def point_config(self, method: str, bits: int) -> QuantConfig:
-        return QuantConfig(method=method, bits=bits, granularity=self.granularity, scope=self.scope)
+    def point_config(self, method: str, bits: int | float) -> QuantConfig:
+        cal = self.calibration if method_spec(method).calibrated else None
+        return QuantConfig(method=method, bits=bits, granularity=self.granularity, scope=self.scope, calibration=cal)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["methods"], d["bits"] = list(self.methods), list(self.bits)
+        if self.calibration is None:
+            del d["calibration"]  # keys of sweeps without calibrated methods stay as they were
+        else:
+            d["calibration"] = self.calibration.to_dict()
         return d
 
 
@@ -184,6 +195,8 @@ def iter_sweep(
     extra0: dict = {}
     for method in cfg.methods:
         for bits in cfg.bits:
+            if not method_spec(method).mixed and not float(bits).is_integer():
+                continue  # a fractional budget is for mixed methods only
             key = hashlib.sha256(json.dumps({**key_base, "method": method, "bits": bits}, sort_keys=True)
                                  .encode()).hexdigest()[:24]
             path = cache_dir() / f"{key}.json"
@@ -219,6 +232,8 @@ def iter_sweep(
                                     coding="ans")
                 entropy_bytes = coded.stat().st_size
             extra: dict = {**extra0, "entropy_bytes": entropy_bytes, "index_entropy": index_entropy(report.codebooks)}
+            if report.calibration is not None:
+                extra["calibration_seconds"] = sum(report.calibration.seconds.values())
             if not velocity:
                 run = generate(qmodel, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
                 sc = score(ref_run, run)

@@ -16,13 +16,8 @@ import torch
 from fmq import compare, layerview, results, zoo
 from fmq.checkpoint import Checkpoint
 from fmq.sampling import make_noise
+from views._calibration import DEFAULT_STEPS, calibrated, quant_config, store, stored
 from views._settings import Settings
-
-
-def quant_config(method: str, bits: int, granularity: str):
-    from fmq.quantize import QuantConfig
-
-    return QuantConfig(method=method, bits=int(bits), granularity=granularity)
 
 
 def _inputs(ck: Checkpoint, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -31,9 +26,14 @@ def _inputs(ck: Checkpoint, n: int, seed: int, label: int | None) -> tuple[torch
 
 
 @st.cache_resource(max_entries=12, show_spinner=False)
-def quantized(key: str, method: str, bits: int, granularity: str, _model) -> compare.Quantized:
-    """A quantized copy of the FP32 model (cached: every page of every user shares it, read-only)."""
-    return compare.quantize(_model, quant_config(method, bits, granularity))
+def quantized(key: str, method: str, bits: int, granularity: str, _model, cal: int = DEFAULT_STEPS
+              ) -> compare.Quantized:
+    """A quantized copy of the FP32 model (cached: every page of every user shares it, read-only). A calibrated
+    method comes from the calibration store (views._calibration), filled with progress shown by the page."""
+    cfg = quant_config(method, bits, granularity, cal)
+    if cfg.calibration is not None:
+        return stored(key, cfg) or store(key, cfg, compare.quantize(_model, cfg))
+    return compare.quantize(_model, cfg)
 
 
 # runs keep whole trajectories (up to ~80 MB at 64 RGB samples × 100 steps): bound the bytes, not just the count
@@ -46,38 +46,43 @@ def fp32_run(key: str, run_args: tuple, _ck: Checkpoint) -> compare.Run:
 
 @st.cache_data(max_entries=96, max_size="1GB", show_spinner=False)
 def method_run(key: str, method: str, bits: int, granularity: str, run_args: tuple,
-               _ck: Checkpoint) -> compare.MethodResult:
+               _ck: Checkpoint, cal: int = DEFAULT_STEPS) -> compare.MethodResult:
     """Quantize, generate from the same noise as FP32, and score against FP32."""
     n, seed, label, *_ = run_args
-    q = quantized(key, method, bits, granularity, _ck.model)
-    return compare.against(fp32_run(key, run_args, _ck), q, quant_config(method, bits, granularity),
+    q = quantized(key, method, bits, granularity, _ck.model, cal)
+    return compare.against(fp32_run(key, run_args, _ck), q, quant_config(method, bits, granularity, cal),
                            *_inputs(_ck, n, seed, label))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granularity: str, index: int,
-               _model) -> layerview.LayerView:
-    return layerview.layer_view(_model, name, methods, bits, granularity, index)
+               _model, cal: int = DEFAULT_STEPS) -> layerview.LayerView:
+    books = {m: quantized(key, m, bits, granularity, _model, cal).report.codebooks for m in methods if calibrated(m)}
+    return layerview.layer_view(_model, name, methods, bits, granularity, index,
+                                books={m: b[name] for m, b in books.items() if name in b})
 
 
-def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model) -> list[dict]:
+def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model,
+               cal: int = DEFAULT_STEPS) -> list[dict]:
     """Per-layer W2/MSE of every method, from the (cached) quantized models' reports."""
-    reports = {m: quantized(key, m, bits, granularity, _model).report for m in methods}
+    reports = {m: quantized(key, m, bits, granularity, _model, cal).report for m in methods}
     return layerview.layer_table(reports)
 
 
 @st.cache_data(max_entries=64, max_size="256MB", show_spinner=False)
 def packed(key: str, method: str, bits: int, granularity: str, dataset: str,
-           _model) -> tuple[layerview.CompressionRow, bytes]:
+           _model, cal: int = DEFAULT_STEPS) -> tuple[layerview.CompressionRow, bytes]:
     """The packed file's size row and bytes (kept for the download button)."""
-    return layerview.pack(_model, quant_config(method, bits, granularity), source_meta={"dataset": dataset})
+    cfg = quant_config(method, bits, granularity, cal)
+    books = quantized(key, method, bits, granularity, _model, cal).report.codebooks if cfg.calibration else None
+    return layerview.pack(_model, cfg, source_meta={"dataset": dataset}, codebooks=books)
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
 def fidelity_point(key: str, method: str, bits: int, granularity: str, run_args: tuple, dataset: str,
-                   _ck: Checkpoint) -> dict:
+                   _ck: Checkpoint, cal: int = DEFAULT_STEPS) -> dict:
     """One (method, bits) point of the Fidelity page: a full results row (fmq.results.COLUMNS), packed size too."""
-    res = method_run(key, method, bits, granularity, run_args, _ck)
+    res = method_run(key, method, bits, granularity, run_args, _ck, cal)
     size = compare.packed_size(_ck.model, res.config, res.report.codebooks)
     return compare.result_row(res, dataset, size)
 
@@ -102,14 +107,15 @@ def _sensitivity(key: str, run_args: tuple, _ck: Checkpoint):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def bound_report(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint):
+def bound_report(key: str, method: str, bits: int, granularity: str, run_args: tuple, _ck: Checkpoint,
+                 cal: int = DEFAULT_STEPS):
     """fmq.bounds.degradation_report for the first BOUND_SAMPLES samples (the FP32 side shared by all methods)."""
     from fmq.bounds import degradation_report
 
     n, seed, label, solver, steps, guidance = run_args
     noise, y = _inputs(_ck, min(n, BOUND_SAMPLES), seed, label)
     sens = _sensitivity(key, run_args, _ck)
-    q = quantized(key, method, bits, granularity, _ck.model)
+    q = quantized(key, method, bits, granularity, _ck.model, cal)
     return degradation_report(_ck.model, q.model, noise, y, solver, steps, guidance, power_iters=3, sensitivity=sens)
 
 

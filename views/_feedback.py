@@ -8,6 +8,7 @@ import streamlit as st
 from fmq import compare
 from fmq.checkpoint import Checkpoint
 from views._cache import method_run, quantized
+from views._calibration import prepare_calibrated
 from views._settings import Settings, bits_text
 
 
@@ -28,10 +29,10 @@ def method_results(key: str, sett: Settings, ck: Checkpoint) -> dict[str, compar
     for i, m in enumerate(sett.methods):
         status.update(label=f"Quantizing with {m} at {bits_text(sett.bits)} (step {2 * i + 1} of {total}; "
                             "change any setting to stop)…")
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model)
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal)
         if not err:
             status.update(label=f"Sampling with {m} (step {2 * i + 2} of {total})…")
-            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck)
+            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal)
         if err:
             st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:
@@ -44,7 +45,7 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
     """The chosen methods that can quantize this model at these settings (the others get a warning)."""
     out = []
     for m in sett.methods:
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model)
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal)
         if err:
             st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:
@@ -52,9 +53,12 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
     return out
 
 
-def need_methods(sett: Settings) -> bool:
-    """Tell the user what is missing when a page needs quantizers; True when it can go on."""
+def need_methods(sett: Settings, key: str | None = None, ck: Checkpoint | None = None) -> bool:
+    """Tell the user what is missing when a page needs quantizers; True when it can go on. Given the model, it
+    first calibrates the chosen calibrated methods with their progress shown (views._calibration)."""
     if not sett.methods:
         st.info("Pick one or more quantizers in the sidebar to compare against FP32.", icon=":material/arrow_back:")
         return False
+    if key is not None and ck is not None:
+        prepare_calibrated(key, sett, ck)
     return True

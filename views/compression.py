@@ -19,20 +19,21 @@ st.markdown("Every size here is a file actually written: the packed model holds 
             "indices ANS-coded (about *index entropy* bits per weight instead of the width) and its level tables and "
             "kept tensors compressed losslessly. *In memory* is what the packed runtime keeps while it samples: "
             "indices and codebooks, each weight rebuilt only while its layer runs.")
-if not sh.need_methods(sett):
+if not sh.need_methods(sett, key, ck):
     st.stop()
 
 all_bits = st.toggle("Every bit width from 1 to 8", value=False, key="comp_all_bits",
                      help="Off: only the sidebar's bit width (fast). On: packs each method at every width.")
 widths = list(BITS) if all_bits else [sett.bits]
-points = [(m, b) for m in sett.methods for b in widths]
+# a calibrated method takes minutes per width: only at the sidebar's
+points = [(m, b) for m in sett.methods for b in (widths if not sh.calibrated(m) else [sett.bits])]
 rows = []
 bar = st.progress(0.0, text="Packing…") if len(points) > 1 else None
 for i, (m, b) in enumerate(points):
     if bar is not None:
         bar.progress(i / len(points), text=f"Packing {m} at {sh.bits_text(b)} ({i + 1}/{len(points)})")
     with st.spinner(f"Packing {m} at {sh.bits_text(b)}…"):
-        got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model)
+        got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model, sett.cal)
     if err:
         st.warning(f"**{m}** at {sh.bits_text(b)}: {err}", icon=":material/warning:")
     else:
@@ -94,7 +95,7 @@ def download() -> None:
     m = c1.selectbox("Packed model to download", sorted({r.method for r in at_bits}), key="comp_dl_method")
     if m is None:
         return
-    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model)
+    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model, sett.cal)
     c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
                        file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",
                        mime="application/octet-stream", key="comp_dl")

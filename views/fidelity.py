@@ -35,7 +35,7 @@ st.title("Fidelity: how many bits does it take?")
 protocol = st.radio("Measure", list(PROTOCOLS), format_func=PROTOCOLS.get, horizontal=True, key="fidelity_protocol",
                     label_visibility="collapsed")
 st.markdown(WHAT[protocol])
-if not sh.need_methods(sett):
+if not sh.need_methods(sett, key, ck):
     st.stop()
 
 claims = [c for c in results.paper_claims(dataset) if c.get("protocol", "velocity") == protocol]
@@ -115,7 +115,8 @@ else:
     if found and found.exact:
         st.success(f"{found.path.name} was made with these very settings: nothing to compute.")
     else:
-        points = [(m, b) for b in BITS for m in sett.methods]  # bits outer: every curve grows at once
+        # bits outer: every curve grows at once; a calibrated method (minutes per width) only at the sidebar's bits
+        points = [(m, b) for b in BITS for m in sett.methods if not sh.calibrated(m) or b == sett.bits]
         ph_ssim.plotly_chart(figure("ssim", []), key="fid_ssim_start")  # the shipped curves at once, live ones after
         ph_psnr.plotly_chart(figure("psnr", []), key="fid_psnr_start")
         bar = st.progress(0.0, text="Computing points… (change any setting to stop)")
@@ -123,7 +124,8 @@ else:
             bar.progress(i / len(points), text=f"Point {i + 1} of {len(points)}: {m} at {sh.bits_text(b)} "
                                               "(change any setting to stop)")
             t0 = time.perf_counter()
-            row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), row_name, ck)
+            row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), row_name, ck,
+                               sett.cal)
             if err:
                 skipped.append(f"{m} at {sh.bits_text(b)}")
                 continue

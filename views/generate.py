@@ -26,8 +26,8 @@ st.caption(f"Same noise into every model · {sett.describe()}")
 
 scale = max(1, 96 // ck.config.image_size)  # draw each sample about 96 px wide whatever the data set
 nrow = int(math.ceil(math.sqrt(sett.n)))
-methods = list(sett.methods) if sh.need_methods(sett) else []
-labels = ["FP32", *(f"{m} · {sett.bits}-bit" for m in methods)]
+methods = list(sett.methods) if sh.need_methods(sett, key, ck) else []
+labels = ["FP32", *(sh.quant_label(m, sett.bits) for m in methods)]
 # at 32 and 64 samples fewer grids share a row, so each sample keeps about 50 px on a laptop screen; rows are
 # filled evenly (3 grids take 3 columns, not 3 of 4), so no part of a row stays empty
 per_row = PER_ROW if sett.n <= 16 else 3
@@ -54,7 +54,7 @@ for i, (slot, method, label) in enumerate(zip(slots[1:], methods, labels[1:])):
         _, err = sh.safe(sh.quantized, key, method, sett.bits, sett.granularity, ck.model)
         if not err:
             status.update(label=f"Sampling with {method} (step {3 + 2 * i} of {steps_total})…")
-            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck)
+            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal)
         if err:
             st.warning(err, icon=":material/warning:")
             continue
@@ -91,7 +91,7 @@ if results:
         fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", **bare)
         fig.update_xaxes(constrain="domain", **bare)
         fig.update_layout(height=420, plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                          title=f"|FP32 − {method} {sett.bits}-bit| per pixel, same layout as the grids; "
+                          title=f"|FP32 − {sh.quant_label(method, sett.bits)}| per pixel, same layout as the grids; "
                                 "one colour scale for every method")
         st.plotly_chart(fig, key="heat_chart", theme=None)  # keep the heat colour scale as drawn
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from fmq import results, zoo
@@ -87,3 +89,24 @@ for col, name in zip(cols, zoo.ZOO):
             st.caption("live sample, heun × 8 steps")
 st.caption("Pick a data set in the sidebar, then open **Generate**. "
            "Words used: **SSIM** (1 = the same picture) and **PSNR** (in dB; higher = closer).")
+
+two_bits = [(n, zoo.REPO_ROOT / "assets" / "two_bits" / f"{n}.png") for n in zoo.ZOO]
+two_bits = [(n, p) for n, p in two_bits if p.is_file()]
+if two_bits:
+    st.subheader("Two bits that work")
+    st.markdown(
+        "Plain 2-bit codebooks, even optimal ones, lose the pictures on every model here. **ot-mixed-cal** keeps "
+        "them at the same storage: it gives each layer the bits its measured effect on the output asks for "
+        "(averaging 2 bits per weight, codebooks included), then trains the codebooks to match the FP32 "
+        "model's velocity on states from noise no evaluation uses. Same noise into all three models:")
+    for tab, (_name, path) in zip(st.tabs([DATASETS[n].title for n, _ in two_bits]), two_bits):
+        with tab:
+            st.image(str(path), width="stretch")
+            info = path.with_suffix(".json")
+            if info.is_file():
+                d = json.loads(info.read_text())
+                st.caption(" · ".join(f"{m}: SSIM {d[m]['ssim']:.2f} at {d[m]['bits_per_weight']:.2f} bits/weight"
+                                      for m in ("ot", "ot-mixed-cal") if m in d)
+                           + f" · {d['n']} samples, seed {d['seed']}, Heun 20 steps")
+    st.page_link("views/generate.py", label="Try it on Generate: pick ot-mixed-cal in the sidebar",
+                 icon=":material/image:")

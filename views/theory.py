@@ -21,7 +21,7 @@ $\Lambda = \sum_{j \le p} (hL)^j/j!$ for a solver of order $p$, so $e_N \le \var
 Fewer bits give a larger $\varepsilon$; a codebook closer to the weights (lower $W_2$) gives a smaller one.
 """
 )
-if not sh.need_methods(sett):
+if not sh.need_methods(sett, key, ck):
     st.stop()
 
 results = sh.method_results(key, sett, ck)
@@ -34,7 +34,7 @@ else:
     with st.status(f"Computing the bound on {min(sett.n, sh.BOUND_SAMPLES)} samples…", expanded=False) as status:
         for m in results:
             status.update(label=f"Bound for {m} ({len(bounds) + 1}/{len(results)})…")
-            bounds[m] = sh.bound_report(key, m, sett.bits, sett.granularity, sett.run_args(), ck)
+            bounds[m] = sh.bound_report(key, m, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal)
         status.update(label=f"Bound computed on {min(sett.n, sh.BOUND_SAMPLES)} samples", state="complete")
 
 def positive(t: list[float], y: list[float]) -> tuple[list[float], list[float]]:

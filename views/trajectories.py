@@ -20,7 +20,7 @@ st.markdown("Each row is one sample, each column a moment of the integration. A 
 with st.spinner("Sampling FP32…"):
     ref = sh.fp32_run(key, sett.run_args(), ck)
 results = {}
-if sh.need_methods(sett):
+if sh.need_methods(sett, key, ck):
     results = sh.method_results(key, sett, ck)
 
 
@@ -30,7 +30,7 @@ def strips() -> None:
     k = st.slider("Samples shown", 1, min(6, sett.n), min(3, sett.n), key="traj_count")
     idx = compare.even_snapshots(len(ref.times), most=SNAPSHOTS)  # evenly spaced times (0.25 apart at 8 steps)
     st.caption("t = " + " · ".join(f"{ref.times[i]:.2f}" for i in idx))
-    runs = {"FP32": ref.trajectory, **{f"{m} · {sett.bits}-bit": r.run.trajectory for m, r in results.items()}}
+    runs = {"FP32": ref.trajectory, **{sh.quant_label(m, sett.bits): r.run.trajectory for m, r in results.items()}}
     cols = st.columns(min(len(runs), 4))
     scale = max(1, 64 // ck.config.image_size)
     for i, (label, traj) in enumerate(runs.items()):

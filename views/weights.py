@@ -15,9 +15,9 @@ from views import _shared as sh
 sett, key, ck, dataset = sh.page_model()
 st.title("Weights: where the levels go")
 st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each coloured set of lines is the "
-            f"handful of values ({2 ** sett.bits} at {sett.bits} bits) a method keeps; every weight is replaced "
+            f"handful of values ({2 ** int(sett.bits)} at {sett.bits} bits) a method keeps; every weight is replaced "
             "by its nearest line. Good levels sit where the weights are.")
-if not sh.need_methods(sett):
+if not sh.need_methods(sett, key, ck):
     st.stop()
 
 with st.spinner("Quantizing…"):
@@ -42,7 +42,8 @@ def layer_panel() -> None:
         index = c2.slider(what, 0, count - 1, 0, key=f"weights_slice_{sett.granularity}")
     else:
         c2.caption("One codebook for the whole tensor (tensor granularity).")
-    view = sh.layer_view(key, name, methods, sett.bits, sett.granularity, index, ck.model)
+    shown = methods + (("ot",) if any(sh.calibrated(m) for m in methods) and "ot" not in methods else ())
+    view = sh.layer_view(key, name, shown, sett.bits, sett.granularity, index, ck.model, sett.cal)
 
     fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
                                  name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))
@@ -51,8 +52,10 @@ def layer_panel() -> None:
     for i, (m, lv) in enumerate(view.levels.items()):
         xs = [v for lvl in lv for v in (lvl, lvl, None)]
         ys = [v for _ in lv for v in (0.0, top * (1 - 0.06 * i), None)]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} ({len(lv)} levels)",
-                                 line={"color": sh.method_color(m), "width": 2.5}))
+        ref = m not in methods  # plain OT drawn as the starting point of the calibrated codebooks
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} ({len(lv)} levels)" + (", plain" if ref else ""),
+                                 line={"color": sh.method_color(m), "width": 1.5 if ref else 2.5,
+                                       "dash": "dot" if ref else "solid"}))
     where = "" if sett.granularity == "tensor" else f", {sett.granularity.split(':')[0]} {index}"
     fig.update_layout(xaxis_title="weight value", yaxis_title="count", height=420, bargap=0.02,
                       title=f"{name}{where}: {view.values.size:,} weights, {sett.bits}-bit codebooks",
@@ -68,7 +71,7 @@ layer_panel()
 
 st.subheader("W2 layer by layer, whole model")
 with st.spinner("Quantizing the whole model…"):
-    rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model)
+    rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model, sett.cal)
 fig = go.Figure()
 for m in methods:
     r = [x for x in rows if x["method"] == m]
@@ -80,4 +83,23 @@ fig.update_layout(xaxis_title="layer (input → output)", yaxis_title="W2(FP32, 
 fig.update_yaxes(dtick="D2", tickformat=".1e")  # labels at 1, 2 and 5 per decade, not a digit at every line
 st.plotly_chart(fig, key="weights_layers")
 st.caption("Lower is better: W2 is the optimal-transport distance between a layer's FP32 weights and their "
-           "quantized values. OT quantization minimises it by construction.")
+           "quantized values. OT quantization minimises it by construction; calibrated methods trade some of it for "
+           "a smaller error in what the model outputs.")
+
+mixed = [m for m in methods if sh.method_spec(m).mixed]
+if mixed:
+    st.subheader("Bits per layer under the budget")
+    fig = go.Figure()
+    for m in mixed:
+        r = [x for x in rows if x["method"] == m]
+        fig.add_trace(go.Bar(x=[x["index"] for x in r], y=[x["bits"] for x in r], name=m,
+                             text=[x["layer"] for x in r], marker_color=sh.method_color(m),
+                             customdata=[x["numel"] for x in r],
+                             hovertemplate="%{text}<br>%{y} bits · %{customdata:,} weights<extra>" + m + "</extra>"))
+    fig.update_layout(barmode="group", xaxis_title="layer (input → output)", yaxis_title="bits per weight (index)",
+                      height=320, margin={"t": 30}, legend={"orientation": "h", "y": -0.3})
+    fig.update_yaxes(dtick=1)
+    st.plotly_chart(fig, key="weights_bits")
+    st.caption(f"A mixed method spends an average of {sett.bits} bits per weight (codebooks included) where the "
+               "measured effect of each layer on the velocity says they matter: the stem, the time embedding and the "
+               "output get many bits, the low-resolution middle as few as one.")

@@ -43,6 +43,7 @@ def tiny_zoo(tmp_path_factory) -> Path:
 def make_app(tiny_zoo, monkeypatch):
     """make_app(**sidebar) -> an AppTest on the tiny zoo, sidebar state preset, already run once."""
     monkeypatch.setenv("FMQ_CHECKPOINT_DIR", str(tiny_zoo))
+    monkeypatch.setenv("FMQ_CACHE", str(tiny_zoo / "cache"))  # calibration states and sensitivity of the tiny zoo
 
     def make(**state) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=120)

@@ -18,7 +18,8 @@ from .test_pages import PAGES, figures, goto, values
 def test_cached_fp32_models_hash_the_same_after_every_page(make_app, tiny_zoo):
     on_disk = {n: fingerprint(load_checkpoint(tiny_zoo / f"{n}.safetensors").model) for n in ("mnist", "celeba32")}
     for name in on_disk:
-        at = make_app(model_id=name, methods=compare.method_names(), bits=2, granularity="group", group_size=16)
+        at = make_app(model_id=name, methods=compare.method_names(), bits=2, granularity="group", group_size=16,
+                      cal_effort="quick")  # every method, the calibrated ones included
         for page in PAGES:
             goto(at, page)
         ref = zoo.ref_for(tiny_zoo / f"{name}.safetensors", name)

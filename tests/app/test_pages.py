@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 
 from fmq import compare
+from fmq.methods import method_spec
 
 from .conftest import SHAPES
 
-METHODS = compare.method_names()
+# every plain method and the mixed-precision one without refinement (a few seconds on the tiny models); the
+# refined methods take a minute per model here and have tests of their own (test_calibrated_pages.py)
+METHODS = [m for m in compare.method_names() if not method_spec(m).refined]
 PAGES = ("home", "generate", "weights", "fidelity", "trajectories", "theory", "compression")
 
 
@@ -77,11 +80,16 @@ def test_generate(make_app, dataset, bits):
 @pytest.mark.parametrize("bits", [2, 8])
 def test_weights(make_app, dataset, bits):
     at = goto(make_app(model_id=dataset, methods=METHODS, bits=bits), "weights")
-    hist, layers = figures(at)
+    hist, layers, alloc = figures(at)
     assert trace_types(hist) == ["histogram"] + ["scatter"] * len(METHODS)
-    for trace in hist["data"][1:]:  # each method's levels, drawn as vertical lines
+    for m, trace in zip(METHODS, hist["data"][1:]):  # each method's levels, drawn as vertical lines
         levels = set(values(trace["x"])[~np.isnan(values(trace["x"]))])
-        assert 1 <= len(levels) <= 2**bits
+        assert 1 <= len(levels) <= (256 if method_spec(m).mixed else 2**bits)  # mixed: this layer's own width
+    mixed = [m for m in METHODS if method_spec(m).mixed]
+    assert trace_types(alloc) == ["bar"] * len(mixed)
+    for trace in alloc["data"]:  # bits per layer, weighted by weights: the index bits fit the budget
+        w, b = values(trace["customdata"]), values(trace["y"])
+        assert (b >= 1).all() and (w * b).sum() / w.sum() <= bits
     assert trace_types(layers) == ["scatter"] * len(METHODS)
     assert all((values(t["y"]) >= 0).all() for t in layers["data"])
     rows = at.dataframe[0].value
@@ -100,10 +108,13 @@ def test_weights_channel_picker_reruns_only_its_fragment(make_app):
 def test_fidelity_live_points_for_every_method_and_bits(make_app, dataset):
     at = goto(make_app(model_id=dataset, methods=METHODS), "fidelity")
     ssim, psnr = figures(at)
-    live = [t for t in ssim["data"] if t["name"].endswith(" live")]
-    # every method from 2 to 8 bits; at 1 bit only the methods defined there (pwl needs a bit for the region)
-    assert len(live) == len(METHODS) and all(set(range(2, 9)) <= set(values(t["x"])) for t in live)
-    assert all(((values(t["y"]) >= -1) & (values(t["y"]) <= 1)).all() for t in live)
+    live = {t["name"].removesuffix(" live"): t for t in ssim["data"] if t["name"].endswith(" live")}
+    # every plain method from 2 to 8 bits; at 1 bit only the methods defined there (pwl needs a bit for the region);
+    # a calibrated method only at the sidebar's bits (each width is a calibration of its own)
+    assert set(live) == set(METHODS)
+    for m, t in live.items():
+        assert set(values(t["x"])) == {2} if method_spec(m).calibrated else set(range(2, 9)) <= set(values(t["x"]))
+    assert all(((values(t["y"]) >= -1) & (values(t["y"]) <= 1)).all() for t in live.values())
     assert all(((values(t["y"]) >= 0) & (values(t["y"]) <= 100)).all()
                for t in psnr["data"] if t["name"].endswith(" live"))
     table = at.dataframe[0].value

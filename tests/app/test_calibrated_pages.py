@@ -1,0 +1,23 @@
+"""Calibrated methods in the app: calibration runs once with its progress shown, then every page reuses it."""
+
+from __future__ import annotations
+
+from .test_pages import figures, goto
+
+
+def test_calibration_shows_its_progress_once_and_pages_reuse_it(make_app):
+    at = goto(make_app(model_id="mnist", methods=["ot", "ot-mixed-cal"], bits=2, cal_effort="quick"), "generate")
+    labels = [e.label for e in at.main if type(e).__name__ == "Status"]
+    assert any(label.startswith("Calibrated ot-mixed-cal 2 bits/weight in") for label in labels), labels
+    md = " ".join(m.value for m in at.markdown)
+    assert "ot-mixed-cal · 2 bits/weight" in md and "ot · 2-bit" in md
+    captions = " ".join(c.value for c in at.caption)
+    bpw = [float(c.split(" bits/weight")[0].split()[-1]) for c in captions.split("·") if "bits/weight with" in c]
+    assert bpw and all(b <= 2.0 for b in bpw[1:])  # the mixed method keeps its budget, codebooks included
+    # another page with the same settings: no second calibration, the stored model is used
+    at = goto(at, "weights")
+    assert not [e for e in at.main if type(e).__name__ == "Status" and "alibrat" in e.label]
+    hist, _, alloc = figures(at)
+    names = [t["name"] for t in hist["data"][1:]]
+    assert any(n.startswith("ot-mixed-cal") for n in names) and any(n.startswith("ot (") for n in names)
+    assert [t["name"] for t in alloc["data"]] == ["ot-mixed-cal"]
