@@ -10,6 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmq import layerview
+from fmq.methods import method_spec
 from views import _shared as sh
 
 sett, key, ck, dataset = sh.page_model()
@@ -86,7 +87,7 @@ st.caption("Lower is better: W2 is the optimal-transport distance between a laye
            "quantized values. OT quantization minimises it by construction; calibrated methods trade some of it for "
            "a smaller error in what the model outputs.")
 
-mixed = [m for m in methods if sh.method_spec(m).mixed]
+mixed = [m for m in methods if method_spec(m).mixed]
 if mixed:
     st.subheader("Bits per layer under the budget")
     fig = go.Figure()
