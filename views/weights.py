@@ -94,7 +94,7 @@ if mixed:
     for m in mixed:
         r = [x for x in rows if x["method"] == m]
         fig.add_trace(go.Bar(x=[x["index"] for x in r], y=[x["bits"] for x in r], name=m,
-                             text=[x["layer"] for x in r], marker_color=sh.method_color(m),
+                             text=[x["layer"] for x in r], textposition="none", marker_color=sh.method_color(m),
                              customdata=[x["numel"] for x in r],
                              hovertemplate="%{text}<br>%{y} bits · %{customdata:,} weights<extra>" + m + "</extra>"))
     fig.update_layout(barmode="group", xaxis_title="layer (input → output)", yaxis_title="bits per weight (index)",
