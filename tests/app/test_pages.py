@@ -12,7 +12,7 @@ import pytest
 from fmq import compare
 from fmq.methods import method_spec
 
-from .conftest import SHAPES
+from .conftest import ROOT, SHAPES
 
 # every plain method and the mixed-precision one without refinement (a few seconds on the tiny models); the
 # refined methods take a minute per model here and have tests of their own (test_calibrated_pages.py)
@@ -176,4 +176,5 @@ def test_home_lists_shipped_models(make_app):
     assert not at.exception
     assert "Does an image generator survive 2-bit weights?" in at.title[0].value
     assert set(at.sidebar.selectbox(key="model_id").options) >= {"MNIST digits", "Fashion-MNIST"}
-    assert len(at.get("image")) == len(SHAPES)  # one sample grid per shipped model (file, or drawn live)
+    two_bits = len(list((ROOT / "assets" / "two_bits").glob("*.png")))  # FP32 / 2-bit / calibrated, one per set
+    assert len(at.get("image")) == len(SHAPES) + two_bits  # one sample grid per shipped model (file, or drawn live)
