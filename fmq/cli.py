@@ -102,15 +102,15 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
 
 def _calibration(a: argparse.Namespace, methods) -> object | None:
     """The CalibConfig the flags ask for, or None when no method is calibrated (then the flags must be unset)."""
-    from .methods import method_spec
+    from .methods import METHODS, method_spec
     from .qconfig import CalibConfig
 
     cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed)
     if any(method_spec(m).calibrated for m in methods):
         return cfg
     if cfg != CalibConfig():
-        raise ValueError("--cal-* options only apply to calibrated methods (" + ", ".join(
-            m for m in __import__("fmq.methods").methods.METHODS if method_spec(m).calibrated) + ")")
+        calibrated = ", ".join(n for n, s in METHODS.items() if s.calibrated)
+        raise ValueError(f"--cal-* options only apply to calibrated methods ({calibrated})")
     return None
 
 

@@ -24,6 +24,15 @@ _WEIGHT_MODULES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvT
                    nn.Linear)
 
 
+def _from_dict(cls, d: dict, what: str, tuples: tuple[str, ...]):
+    """A config dataclass from its JSON dict: unknown fields refused by name, JSON lists back to tuples."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown {what} config fields: {sorted(unknown)}")
+    d = {k: tuple(v) if k in tuples else v for k, v in d.items()}
+    return cls(**d)
+
+
 @dataclass(frozen=True)
 class CalibConfig:
     """How a calibrated method learns from the FP32 flow (``fmq.calibrate``). Defaults reach the targets
@@ -60,13 +69,7 @@ class CalibConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> CalibConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown calibration config fields: {sorted(unknown)}")
-        d = dict(d)
-        if "widths" in d:
-            d["widths"] = tuple(d["widths"])
-        return cls(**d)
+        return _from_dict(cls, d, "calibration", ("widths",))
 
 
 @dataclass(frozen=True)
@@ -119,13 +122,7 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> QuantConfig:
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown quant config fields: {sorted(unknown)}")
-        d = dict(d)
-        if "skip" in d:
-            d["skip"] = tuple(d["skip"])
-        return cls(**d)
+        return _from_dict(cls, d, "quant", ("skip",))
 
     @classmethod
     def from_json(cls, s: str) -> QuantConfig:
