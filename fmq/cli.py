@@ -380,7 +380,7 @@ def _cmd_quantize(a: argparse.Namespace) -> int:
     out = save_packed(ck.model, config, a.out, source_meta=meta, codebooks=report.codebooks,
                       coding="ans" if a.entropy else "fixed", kept_dtype="float16" if a.kept_fp16 else "float32")
     fp32, packed = Path(a.checkpoint).stat().st_size, out.stat().st_size
-    print(f"{len(report.layers)} tensors ({report.numel:,} weights) quantized with {config.method}, "
+    print(f"{len(report.layers)} tensors ({report.numel:,} weights) quantized with "
           f"{config.label}, {config.granularity} in {dt:.2f} s: W2 {report.w2:.4g}, MSE {report.mse:.4g}, "
           f"{report.bits_per_weight:.3f} bits/weight with codebooks")
     print(f"wrote {out}: {packed:,} bytes on disk; FP32 checkpoint {fp32:,} bytes; compression {fp32 / packed:.2f}x")
