@@ -138,8 +138,8 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latent-images", type=int, default=10_000,
                    help="velocity protocol: test images for the latent measure (the paper: up to 10,000; 0: skip)")
     p.add_argument("--no-cache", action="store_true", help="recompute every point")
-    p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows of protocols not "
-                                 "swept now that are already in the file are kept. Without --out: print only")
+    p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows already in the file "
+                                 "for a protocol or method not swept now are kept. Without --out: print only")
     _add_calibration_args(p)
 
 

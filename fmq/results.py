@@ -102,15 +102,16 @@ def write_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> Path
 
 
 def merge_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> int:
-    """:func:`write_csv` of ``rows`` into ``path``, keeping the rows already there whose protocol is not
-    among ``rows``' protocols (values as written, extra columns too). Returns how many were kept."""
+    """:func:`write_csv` of ``rows`` into ``path``, keeping the rows already there whose (protocol, method)
+    is not among ``rows``' (values as written, extra columns too): sweeping some methods again replaces
+    their rows and keeps the others'. Returns how many were kept."""
     path = Path(path)
     old: list[dict] = []
     if path.is_file():
         with open(path, newline="") as f:
             old = list(csv.DictReader(f))
-    swept = {r.protocol for r in rows}
-    keep = [r for r in old if r.get("protocol") not in swept]
+    swept = {(r.protocol, r.method) for r in rows}
+    keep = [r for r in old if (r.get("protocol"), r.get("method")) not in swept]
     write_csv(rows, path, dataset)
     if keep:
         with open(path, newline="") as f:
@@ -120,7 +121,7 @@ def merge_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> int:
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(cols)), restval="")
             w.writeheader()
-            w.writerows(keep + new)  # the kept protocols first, as a combined sweep writes them
+            w.writerows(keep + new)  # the kept rows first, as a combined sweep writes them
     return len(keep)
 
 

@@ -84,7 +84,7 @@ def test_velocity_protocol_is_the_papers_formulas_on_the_first_test_images(model
         list(iter_sweep(model, cfg, real[:3]))
 
 
-def test_merge_keeps_the_other_protocols_rows(model, tmp_path):
+def test_merge_keeps_the_other_protocols_and_methods_rows(model, tmp_path):
     gen = list(iter_sweep(model, SweepConfig(methods=("uniform",), bits=(2,), n=3, steps=2)))
     path = write_csv(gen, tmp_path / "r.csv", dataset="toy")
     old_line = path.read_text().splitlines()[1]
@@ -97,6 +97,10 @@ def test_merge_keeps_the_other_protocols_rows(model, tmp_path):
     assert old_line.split(",")[:8] == path.read_text().splitlines()[1].split(",")[:8]
     assert merge_csv(vel[:1], path, dataset="toy") == 1  # sweeping velocity again replaces its rows
     assert [r["protocol"] for r in read_results(path)] == ["generation", "velocity"]
+    log2 = list(iter_sweep(model, SweepConfig(methods=("log2",), bits=(2,), n=3, steps=2)))
+    assert merge_csv(log2, path, dataset="toy") == 2  # another method of a swept protocol: added beside it
+    assert [(r["protocol"], r["method"]) for r in read_results(path)] == [
+        ("generation", "uniform"), ("velocity", "uniform"), ("generation", "log2")]
 
 
 def test_bad_config():
