@@ -101,9 +101,9 @@ def sidebar(page: str) -> None:
                      "per weight, codebooks included: each layer gets its own width.")
     if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
         side.selectbox("Calibration effort", list(sh.CALIB_EFFORT), index=1, key="cal_effort",
-                       help="Refinement steps of the calibrated methods (quick 100, standard 300, thorough 600): "
-                            "more steps, closer to FP32, longer wait. Calibration runs once per model and setting; "
-                            "every page then reuses it.")
+                       help="Refinement steps of the calibrated methods (quick 100, standard 200, thorough 400): "
+                            "more steps, closer to FP32, longer wait (README: SSIM against seconds). Calibration "
+                            "runs once per model and setting; every page then reuses it.")
     c1, c2 = side.columns(2)
     c1.selectbox("Granularity", _link.GRANULARITIES, key="granularity",
                  help="One codebook per tensor, per output channel, or per group of weights.")

@@ -12,6 +12,7 @@ __all__ = ["METHOD_COLORS", "fidelity_figure", "save_fidelity_png", "save_fideli
 METHOD_COLORS = {
     "ot": "#d62728", "ot-equal-mass": "#ff7f0e", "uniform": "#1f77b4", "pwl": "#2ca02c", "log2": "#9467bd",
     "pwl-paper": "#17becf", "log2-paper": "#8c564b",
+    "ot-cal": "#e377c2", "ot-mixed": "#7f7f7f", "ot-mixed-cal": "#111111", "ot-gptq": "#bcbd22",
 }
 
 
@@ -60,7 +61,7 @@ def fidelity_figure(rows: list[dict], claims: list[dict] | None = None, title: s
                                 "color": METHOD_COLORS.get(c["method"], "#444")},
                         hovertext=f"paper: {c['method']} {c['bits']}-bit {c['metric']} {c['relation']} {c['value']}",
                         hoverinfo="text", name="paper claim")
-    fig.update_xaxes(title_text="bits per weight (index)", dtick=1)
+    fig.update_xaxes(title_text="bits per weight (index width; mixed methods: budget)", dtick=1)
     fig.update_yaxes(range=ssim_range(ssim_values(rows)), row=1, col=1)
     fig.update_layout(title=title, template="plotly_white", height=420, legend={"orientation": "h", "y": -0.2})
     return fig
@@ -91,8 +92,8 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
         marker = {"≈": "*", ">": "^", "<": "v"}[c["relation"]]
         ax.scatter([c["bits"]], [c["value"]], marker=marker, s=90, facecolors="none",
                    edgecolors=METHOD_COLORS.get(c["method"], "#444"), linewidths=1.2)
-    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index)", ylim=tuple(ssim_range(ssim_values(rows))))
-    axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index)")
+    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index width; mixed methods: budget)", ylim=tuple(ssim_range(ssim_values(rows))))
+    axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index width; mixed methods: budget)")
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_xticks(sorted({r["bits"] for r in rows}))

@@ -9,9 +9,9 @@ import streamlit as st
 from fmq.qconfig import CalibConfig
 from fmq.sampling import describe_steps
 
-# calibration effort -> refinement steps (benchmarks/bench_calibration.py: MNIST at 2 bits per weight reaches
-# SSIM 0.928 after 150 steps and 0.929 after 300)
-CALIB_EFFORT = {"quick": 100, "standard": 300, "thorough": 600}
+# calibration effort -> refinement steps (benchmarks/bench_calibration.py --curve prints SSIM against seconds
+# for each; the README quotes it)
+CALIB_EFFORT = {"quick": 100, "standard": 200, "thorough": 400}
 
 
 @dataclass(frozen=True)
