@@ -100,7 +100,8 @@ def sidebar(page: str) -> None:
                 help="Index bits per weight. For a mixed method (ot-mixed, ot-mixed-cal) the average budget in bits "
                      "per weight, codebooks included: each layer gets its own width.")
     if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
-        side.selectbox("Calibration effort", list(sh.CALIB_EFFORT), index=1, key="cal_effort",
+        s.setdefault("cal_effort", "standard")
+        side.selectbox("Calibration effort", list(sh.CALIB_EFFORT), key="cal_effort",
                        help="Refinement steps of the calibrated methods (quick 100, standard 200, thorough 400): "
                             "more steps, closer to FP32, longer wait (README: SSIM against seconds). Calibration "
                             "runs once per model and setting; every page then reuses it.")

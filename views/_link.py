@@ -1,7 +1,8 @@
 """The sidebar's state in the URL: a link opens the app on given settings, and every change updates the link.
 
 ``?data=cifar10&methods=ot,uniform&bits=4`` opens CIFAR-10 with ot and uniform at 4 bits; whatever the link
-leaves out keeps its default. A value that cannot be used is named in the sidebar, not silently dropped.
+leaves out keeps its default (``effort=quick`` sets the calibration effort, carried only when a calibrated
+method is chosen). A value that cannot be used is named in the sidebar, not silently dropped.
 The link is read once per session (on its first run); after that the sidebar is the truth and is written
 back to the URL on every run, so a reload or a copied address gives the same page.
 """
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from fmq.methods import METHODS
 from fmq.quant import BITS
 from fmq.sampling import SOLVER_TABLE
+from views._settings import CALIB_EFFORT
 
 GRANULARITIES = ("channel", "tensor", "group")
 GROUP_SIZES = (16, 32, 64, 128, 256)
@@ -60,6 +63,9 @@ def _parse(params: dict[str, str], models: dict[str, str], methods: list[str]) -
         value = ({"granularity": g} if g in ("channel", "tensor")
                  else {"granularity": "group", "group_size": size} if size else None)
         take("gran", value, "channel, tensor or group:G with G in " + ", ".join(map(str, GROUP_SIZES)))
+    if "effort" in params:
+        take("effort", {"cal_effort": params["effort"]} if params["effort"] in CALIB_EFFORT else None,
+             ", ".join(CALIB_EFFORT))
     if "solver" in params:
         take("solver", params["solver"] if params["solver"] in SOLVER_TABLE else None, ", ".join(SOLVER_TABLE))
     if "steps" in params:
@@ -118,7 +124,10 @@ def link_params(s, conditional: bool) -> dict[str, str]:
     if gran == "group":
         gran = f"group:{s.get('group_size', 64)}"
     out = {"data": s.get("model_id", ""), "methods": ",".join(s.get("methods", ())), "bits": s.get("bits", 2),
-           "gran": gran, "solver": s.get("solver", "heun")}
+           "gran": gran}
+    if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
+        out["effort"] = s.get("cal_effort", "standard")
+    out["solver"] = s.get("solver", "heun")
     if not SOLVER_TABLE[out["solver"]].adaptive:
         out["steps"] = s.get("steps", 8)
     out.update({"n": s.get("n", 16), "seed": s.get("seed", 0)})

@@ -52,6 +52,18 @@ def test_a_bad_value_in_a_link_is_named_and_the_default_kept(tiny_zoo, monkeypat
     assert not at.sidebar.warning  # said once, not on every run
 
 
+def test_the_calibration_effort_rides_in_the_link(tiny_zoo, monkeypatch):
+    at = open_link(tiny_zoo, monkeypatch, methods="ot,ot-mixed-cal", effort="quick")
+    assert not at.exception and not at.sidebar.warning
+    assert at.session_state["cal_effort"] == "quick" and at.sidebar.selectbox(key="cal_effort").value == "quick"
+    assert at.query_params["effort"] == "quick"
+    at.sidebar.multiselect(key="methods").set_value(["ot"]).run()
+    assert "effort" not in at.query_params  # only said when a calibrated method is chosen
+    bad = open_link(tiny_zoo, monkeypatch, methods="ot-cal", effort="forever")
+    assert "`effort=forever` (quick, standard, thorough)" in bad.sidebar.warning[0].value
+    assert bad.session_state["cal_effort"] == "standard"
+
+
 def test_cifar10_opens_at_guidance_3_and_the_link_can_say_otherwise(make_app, tiny_zoo, monkeypatch):
     at = make_app(model_id="mnist")
     assert at.session_state["guidance"] == 1.0
