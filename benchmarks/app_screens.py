@@ -5,6 +5,12 @@ sidebar's defaults, or the settings of ``--link``), waits for every image and ch
 PNG; the Fidelity page twice, once per protocol (``fidelity.png``, ``fidelity_paper.png``). Usage:
 
     python benchmarks/app_screens.py [--out assets/screens] [--link "data=mnist&bits=4&n=64&steps=20"]
+
+The screenshots of a calibrated method (``generate_calibrated.png``, ``weights_calibrated.png``; Generate
+calibrates first, Weights reuses it, and the printed seconds say how long each waited):
+
+    python benchmarks/app_screens.py --pages generate,weights --link "methods=ot,ot-mixed-cal&effort=standard" \
+        --suffix _calibrated
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "assets" / "screens"))
     ap.add_argument("--pages", default=",".join(driver.PAGES), help="comma-separated page names")
     ap.add_argument("--link", default="", help="URL parameters every page opens with (the app's shareable link)")
+    ap.add_argument("--suffix", default="", help="added to each file name: <page><suffix>.png")
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -37,9 +44,9 @@ def main() -> int:
             page.goto(f"{url}/{path}" + (f"?{a.link}" if a.link else ""))
             seconds = driver.wait_ready(page, timeout_ms=900_000)
             problems = driver.exceptions(page)
-            driver.screenshot(page, out / f"{name}.png")
+            driver.screenshot(page, out / f"{name}{a.suffix}.png")
             print(f"{name}: {seconds:.1f} s{'  EXCEPTION ' + problems[0][:200] if problems else ''}")
-            if name == "fidelity":  # the page's other protocol: the paper's number, with its claims
+            if name == "fidelity" and not a.suffix:  # the page's other protocol: the paper's number, with its claims
                 page.get_by_text("The paper's number").click()
                 seconds = driver.wait_ready(page, timeout_ms=900_000)
                 driver.screenshot(page, out / "fidelity_paper.png")
