@@ -6,10 +6,10 @@
 For every data set: one FP32 64-image Heun-20 generation (the time unit, median of 3); then for each budget
 the calibrated method (default ``ot-mixed-cal``) end to end from an empty calibration cache, each stage
 timed (trajectories, sensitivity, allocation, refinement); its generation SSIM against FP32 from the same
-noise (the sweep's protocol: n 64, Heun 20, per channel) at every evaluation seed, with the 95 % interval
-and, for MNIST and FashionMNIST, the share classified as asked beside FP32's. ``--curve`` repeats the first
-budget at several refinement lengths (states and sensitivity then come from the cache, so the time is
-what a user waits for that choice) and prints SSIM against seconds. ``--cal-seeds`` beyond the first
+noise (the sweep's protocol: n 64, Heun 20; per channel unless ``--granularity``) at every evaluation seed,
+with the 95 % interval and, for MNIST and FashionMNIST, the share classified as asked beside FP32's.
+``--curve`` repeats the first budget at several refinement lengths (states and sensitivity then come from
+the cache, so the time is what a user waits for that choice) and prints SSIM against seconds. ``--cal-seeds`` beyond the first
 recalibrate the first budget from another calibration draw. ``--plain`` adds plain ``ot`` at 2 bits.
 
 Calibration never sees the evaluation noise: its seeds live in [2^31, 2^32), evaluation's below 2^31.
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--cal-seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--granularity", default="channel", help="of the calibrated method (tensor reaches ~1.0 bits)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plain", action="store_true", help="also plain ot at 2 bits, for reference")
     ap.add_argument("--grids", action="store_true",
@@ -104,7 +105,8 @@ def main() -> None:
             # the first budget starts from an empty cache (the time a user waits) unless --cache says otherwise
             os.environ["FMQ_CACHE"] = a.cache or tmp
             for i, budget in enumerate(a.budgets):
-                cfg = QuantConfig(a.method, budget, calibration=CalibConfig(steps=a.steps, seed=a.cal_seeds[0]))
+                cfg = QuantConfig(a.method, budget, a.granularity,
+                                  calibration=CalibConfig(steps=a.steps, seed=a.cal_seeds[0]))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 total = time.perf_counter() - t0
@@ -119,7 +121,8 @@ def main() -> None:
                 if i == 0 and a.grids:
                     write_grid(name, model, [plain, (cfg, q, rep)])
             for steps in a.curve:
-                cfg = QuantConfig(a.method, a.budgets[0], calibration=CalibConfig(steps=steps, seed=a.cal_seeds[0]))
+                cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
+                                  calibration=CalibConfig(steps=steps, seed=a.cal_seeds[0]))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 dt = time.perf_counter() - t0
@@ -127,7 +130,8 @@ def main() -> None:
                 print(f"  curve {cfg.label}, {steps} refinement steps: {dt:.1f} s after the cached stages "
                       f"({dt / unit:.1f} FP32 generations), SSIM {fmt(ev)}", flush=True)
             for seed in a.cal_seeds[1:]:
-                cfg = QuantConfig(a.method, a.budgets[0], calibration=CalibConfig(steps=a.steps, seed=seed))
+                cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
+                                  calibration=CalibConfig(steps=a.steps, seed=seed))
                 q, rep = quantize_model(model, cfg)
                 print(f"  calibration draw {seed}: {cfg.label}, {rep.bits_per_weight:.3f} bits/weight; "
                       f"SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier))}", flush=True)

@@ -92,7 +92,8 @@ def save_fidelity_png(rows: list[dict], path: str | Path, claims=None, title: st
         marker = {"≈": "*", ">": "^", "<": "v"}[c["relation"]]
         ax.scatter([c["bits"]], [c["value"]], marker=marker, s=90, facecolors="none",
                    edgecolors=METHOD_COLORS.get(c["method"], "#444"), linewidths=1.2)
-    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index width; mixed methods: budget)", ylim=tuple(ssim_range(ssim_values(rows))))
+    axes[0].set(title="SSIM vs FP32", xlabel="bits per weight (index width; mixed methods: budget)",
+                ylim=tuple(ssim_range(ssim_values(rows))))
     axes[1].set(title="PSNR vs FP32 (dB)", xlabel="bits per weight (index width; mixed methods: budget)")
     for ax in axes:
         ax.grid(alpha=0.3)

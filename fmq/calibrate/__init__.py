@@ -72,7 +72,8 @@ def _budget_widths(sens: Sensitivity, budget: float) -> dict[str, int]:
         pick = allocate(sens.cost, sens.err, budget * total)
     except BudgetError:
         least = float(sens.cost.min(1).sum()) / total
-        raise BudgetError(f"a budget of {budget:g} bits per weight is below the {least:.3f} bits per weight that "
+        unit = "bit" if budget == 1 else "bits"
+        raise BudgetError(f"a budget of {budget:g} {unit} per weight is below the {least:.3f} bits per weight that "
                           f"the narrowest widths ({min(sens.widths)} bit, codebooks included) need here") from None
     return {n: sens.widths[j] for n, j in zip(sens.names, pick)}
 
