@@ -9,8 +9,9 @@ timed (trajectories, sensitivity, allocation, refinement); its generation SSIM a
 noise (the sweep's protocol: n 64, Heun 20; per channel unless ``--granularity``) at every evaluation seed,
 with the 95 % interval and, for MNIST and FashionMNIST, the share classified as asked beside FP32's.
 ``--curve`` repeats the first budget at several refinement lengths (states and sensitivity then come from
-the cache, so the time is what a user waits for that choice) and prints SSIM against seconds. ``--cal-seeds`` beyond the first
-recalibrate the first budget from another calibration draw. ``--plain`` adds plain ``ot`` at 2 bits.
+the cache, so the time is what a user waits for that choice) and prints SSIM against seconds.
+``--cal-seeds`` beyond the first recalibrate the first budget from another calibration draw. ``--plain``
+adds plain ``ot`` at 2 bits.
 
 Calibration never sees the evaluation noise: its seeds live in [2^31, 2^32), evaluation's below 2^31.
 """
