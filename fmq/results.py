@@ -231,8 +231,8 @@ def answers(rows: list[dict], wanted: Wanted) -> bool:
         return False
     mine = [r for r in rows if r.get("method") in wanted.methods
             and all(_same(r.get(k), v) for k, v in wanted.settings().items())]
-    have = {(r["method"], int(r["bits"])) for r in mine}
-    return all((m, b) in have for m in wanted.methods for b in wanted.bits)
+    have = {(r["method"], float(r["bits"])) for r in mine}  # a mixed method's 1.5 is not 1
+    return all((m, float(b)) in have for m in wanted.methods for b in wanted.bits)
 
 
 def shipped_results(dataset: str, wanted: Wanted) -> Shipped | None:

@@ -59,6 +59,9 @@ def test_answers_needs_every_point_made_with_the_same_settings(tmp_path):
     assert not answers(rows, Wanted(methods=("ot", "log2")))  # log2 is not in the file
     assert not answers(rows, Wanted(methods=("ot",), label=3))  # sweeps use every class in turn
     assert not answers([r for r in rows if r["bits"] != 5], want)  # a missing width
+    mixed = read_results(write_csv([row("ot-mixed", b) for b in (1.5, 2, 3)], tmp_path / "m.csv", "toy"))
+    assert answers(mixed, Wanted(methods=("ot-mixed",), bits=(2, 3)))
+    assert not answers(mixed, Wanted(methods=("ot-mixed",), bits=(1, 2)))  # its 1.5 does not stand in for 1
 
 
 def test_shipped_results_pick_the_file_whose_rows_match(tmp_path, monkeypatch):
