@@ -121,7 +121,8 @@ def main() -> None:
 
 def calibrated_table(data: dict[str, dict]) -> None:
     print()
-    print("Calibrated methods, generation protocol: SSIM (bits per weight really used; seconds of calibration):")
+    print("Calibrated methods, generation protocol: SSIM (bits per weight really used; seconds of calibration, "
+          "trajectories and sensitivity cached after a data set's first point):")
     print()
     print("| data set | method | " + " | ".join(f"{b:g}" for b in BUDGETS) + " |")
     print("|---|---|" + "---|" * len(BUDGETS))
