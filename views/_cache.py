@@ -65,7 +65,8 @@ def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granula
 def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model,
                cal: int = DEFAULT_STEPS) -> list[dict]:
     """Per-layer W2/MSE of every method, from the (cached) quantized models' reports."""
-    reports = {m: quantized(key, m, bits, granularity, _model, cal).report for m in methods}
+    reports = {m: quantized(key, m, bits, granularity, _model, cal if calibrated(m) else DEFAULT_STEPS).report
+               for m in methods}
     return layerview.layer_table(reports)
 
 

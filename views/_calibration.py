@@ -60,7 +60,7 @@ def prepare_calibrated(key: str, sett: Settings, ck: Checkpoint) -> None:
         if not calibrated(m):
             continue
         try:
-            cfg = quant_config(m, sett.bits, sett.granularity, sett.cal)
+            cfg = quant_config(m, sett.bits, sett.granularity, sett.cal_for(m))
         except ValueError:
             continue  # the page's own call reports it
         if stored(key, cfg) is None:

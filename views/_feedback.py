@@ -29,10 +29,11 @@ def method_results(key: str, sett: Settings, ck: Checkpoint) -> dict[str, compar
     for i, m in enumerate(sett.methods):
         status.update(label=f"Quantizing with {m} at {bits_text(sett.bits)} (step {2 * i + 1} of {total}; "
                             "change any setting to stop)…")
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal)
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal_for(m))
         if not err:
             status.update(label=f"Sampling with {m} (step {2 * i + 2} of {total})…")
-            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal)
+            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck,
+                             sett.cal_for(m))
         if err:
             st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:
@@ -45,7 +46,7 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
     """The chosen methods that can quantize this model at these settings (the others get a warning)."""
     out = []
     for m in sett.methods:
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal)
+        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal_for(m))
         if err:
             st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
         else:

@@ -30,6 +30,14 @@ class Settings:
     guidance: float
     cal: int = CalibConfig().steps  # refinement steps of the calibrated methods (the sidebar's effort)
 
+    def cal_for(self, *methods: str) -> int:
+        """The refinement steps that matter to ``methods``: the effort's when one of them is calibrated, else the
+        default, so a cache keyed on it keeps the plain methods' results when only the effort changes."""
+        from fmq.methods import METHODS
+
+        calibrated = any(METHODS[m].calibrated for m in methods if m in METHODS)
+        return self.cal if calibrated else CalibConfig().steps
+
     def run_args(self) -> tuple:
         """The sampling settings as a hashable tuple (a cache key part)."""
         return (self.n, self.seed, self.label, self.solver, self.steps, self.guidance)

@@ -33,7 +33,7 @@ for i, (m, b) in enumerate(points):
     if bar is not None:
         bar.progress(i / len(points), text=f"Packing {m} at {sh.bits_text(b)} ({i + 1}/{len(points)})")
     with st.spinner(f"Packing {m} at {sh.bits_text(b)}…"):
-        got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model, sett.cal)
+        got, err = sh.safe(sh.packed, key, m, b, sett.granularity, dataset, ck.model, sett.cal_for(m))
     if err:
         st.warning(f"**{m}** at {sh.bits_text(b)}: {err}", icon=":material/warning:")
     else:
@@ -95,7 +95,7 @@ def download() -> None:
     m = c1.selectbox("Packed model to download", sorted({r.method for r in at_bits}), key="comp_dl_method")
     if m is None:
         return
-    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model, sett.cal)
+    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model, sett.cal_for(m))
     c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
                        file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",
                        mime="application/octet-stream", key="comp_dl")

@@ -125,7 +125,7 @@ else:
                                               "(change any setting to stop)")
             t0 = time.perf_counter()
             row, err = sh.safe(sh.fidelity_point, key, m, b, sett.granularity, sett.run_args(), row_name, ck,
-                               sett.cal)
+                               sett.cal_for(m))
             if err:
                 skipped.append(f"{m} at {sh.bits_text(b)}")
                 continue

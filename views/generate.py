@@ -54,7 +54,8 @@ for i, (slot, method, label) in enumerate(zip(slots[1:], methods, labels[1:])):
         _, err = sh.safe(sh.quantized, key, method, sett.bits, sett.granularity, ck.model)
         if not err:
             status.update(label=f"Sampling with {method} (step {3 + 2 * i} of {steps_total})…")
-            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal)
+            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck,
+                               sett.cal_for(method))
         if err:
             st.warning(err, icon=":material/warning:")
             continue

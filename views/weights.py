@@ -44,7 +44,7 @@ def layer_panel() -> None:
     else:
         c2.caption("One codebook for the whole tensor (tensor granularity).")
     shown = methods + (("ot",) if any(sh.calibrated(m) for m in methods) and "ot" not in methods else ())
-    view = sh.layer_view(key, name, shown, sett.bits, sett.granularity, index, ck.model, sett.cal)
+    view = sh.layer_view(key, name, shown, sett.bits, sett.granularity, index, ck.model, sett.cal_for(*shown))
 
     fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
                                  name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))

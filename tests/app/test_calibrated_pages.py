@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fmq.qconfig import CalibConfig
+
 from .test_pages import figures, goto
 
 
@@ -18,3 +20,13 @@ def test_calibration_shows_its_progress_once_and_pages_reuse_it(make_app):
     names = [t["name"] for t in hist["data"][1:]]
     assert any(n.startswith("ot-mixed-cal") for n in names) and any(n.startswith("ot (") for n in names)
     assert [t["name"] for t in alloc["data"]] == ["ot-mixed-cal"]
+
+
+def test_the_calibration_effort_keys_only_the_calibrated_methods():
+    from views._settings import Settings
+
+    sett = Settings(model_id="mnist", methods=("ot", "ot-mixed-cal"), bits=2, granularity="channel", solver="heun",
+                    steps=8, n=16, seed=0, label=None, guidance=1.0, cal=100)
+    default = CalibConfig().steps
+    assert sett.cal_for("ot") == default != 100  # a plain method's cached results survive an effort change
+    assert sett.cal_for("ot-mixed-cal") == 100 and sett.cal_for("ot", "ot-cal") == 100
