@@ -289,7 +289,7 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
                           guidance=a.guidance, calibration=_calibration(a, a.methods.split(",")))
         extra_fn = _bound_columns(cfg) if a.bound and protocol == "generation" else None
         images = test_images(a.dataset, a.data) if protocol == "velocity" else eval_images  # the paper's: in order
-        total = len(cfg.methods) * len(cfg.bits)
+        total = len(cfg.points())
         print(f"{a.dataset}, {protocol} protocol, scope {cfg.scope}, {cfg.granularity}:")
         print(f"{'method':>14} {'bits':>4} {'SSIM':>7} {'PSNR dB':>8} {'latent mean_var':>15} {'std_var':>8} "
               f"{'collapsed':>9} {'ratio':>6}")

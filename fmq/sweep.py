@@ -86,11 +86,13 @@ class SweepConfig:
         object.__setattr__(self, "methods", tuple(self.methods))
         object.__setattr__(self, "bits", tuple(int(b) if float(b).is_integer() else float(b) for b in self.bits))
         for m in self.methods:  # fail before any work on a bad method, width or granularity
-            for b in self.bits:
-                if method_spec(m).mixed or float(b).is_integer():
-                    self.point_config(m, b)
-                else:
-                    method_spec(m)
+            method_spec(m)
+        for m, b in self.points():
+            self.point_config(m, b)
+
+    def points(self) -> list[tuple[str, int | float]]:
+        """The (method, bits) pairs swept, in order: a fractional budget only for the mixed methods."""
+        return [(m, b) for m in self.methods for b in self.bits if method_spec(m).mixed or float(b).is_integer()]
 
     def point_config(self, method: str, bits: int | float) -> QuantConfig:
         cal = self.calibration if method_spec(method).calibrated else None
@@ -193,77 +195,74 @@ def iter_sweep(
         key_base["latent_images"] = latent_images
     ref_run = ref_vel = ref_var = None
     extra0: dict = {}
-    for method in cfg.methods:
-        for bits in cfg.bits:
-            if not method_spec(method).mixed and not float(bits).is_integer():
-                continue  # a fractional budget is for mixed methods only
-            key = hashlib.sha256(json.dumps({**key_base, "method": method, "bits": bits}, sort_keys=True)
-                                 .encode()).hexdigest()[:24]
-            path = cache_dir() / f"{key}.json"
-            if use_cache and path.is_file():
-                yield SweepRow(**json.loads(path.read_text()))
-                continue
-            t0 = time.perf_counter()
-            if not velocity and ref_run is None:
-                ref_run = generate(model, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
-                fp_acc = float("nan")
-                if classifier is not None and y is not None:
-                    fp_acc = float((predict(classifier, ref_run.images) == y).float().mean())
-                extra0["fp32_class_acc"] = fp_acc
-            if velocity and ref_vel is None:
-                with torch.no_grad():
-                    ref_vel = model(real, torch.zeros(len(real)))
-            if latent_images_ is not None and ref_var is None:
-                ref_var = _latent(model, latent_images_)
-                if velocity:  # the paper's "Full" row, beside every quantized one
-                    extra0.update(zip(("fp32_latent_mean_var", "fp32_latent_std_var", "fp32_latent_collapsed"),
-                                      paper_latent_summary(ref_var)))
-            qcfg = cfg.point_config(method, bits)
-            try:
-                qmodel, report = quantize_model(model, qcfg)
-            except ValueError as e:  # a method that does not exist at this width (pwl at 1 bit)
-                yield _skipped_row(cfg, qcfg, str(e))
-                continue
-            qmodel.eval()
-            with tempfile.TemporaryDirectory() as tmp:
-                packed = save_packed(model, qcfg, Path(tmp) / "q.safetensors", codebooks=report.codebooks)
-                packed_bytes = packed.stat().st_size
-                coded = save_packed(model, qcfg, Path(tmp) / "ans.safetensors", codebooks=report.codebooks,
-                                    coding="ans")
-                entropy_bytes = coded.stat().st_size
-            extra: dict = {**extra0, "entropy_bytes": entropy_bytes, "index_entropy": index_entropy(report.codebooks)}
-            if report.calibration is not None:
-                extra["calibration_seconds"] = sum(report.calibration.seconds.values())
-            if not velocity:
-                run = generate(qmodel, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
-                sc = score(ref_run, run)
-                s, p = mean_ci95(sc.ssim, -1.0, 1.0), mean_ci95(sc.psnr, hi=PSNR_CAP)
-                dev, traj = float(sc.deviation[-1]), float(np.mean(sc.deviation))
-                acc = float("nan")
-                if classifier is not None and y is not None:
-                    acc = float((predict(classifier, run.images) == y).float().mean())
-                if extra_fn is not None:
-                    extra.update(extra_fn(model, qmodel, noise))
-            else:
-                with torch.no_grad():
-                    vel = qmodel(real, torch.zeros(len(real)))
-                s, p = _velocity_scores(ref_vel, vel)
-                dev = float((vel - ref_vel).flatten(1).norm(dim=1).mean())
-                traj, acc = float("nan"), float("nan")
-            nan = float("nan")
-            ratio, collapsed, mean_var, std_var = nan, -1, nan, nan
-            if latent_images_ is not None:
-                var = _latent(qmodel, latent_images_)
-                ratio = float(np.mean(var / np.maximum(ref_var, 1e-12)))
-                mean_var, std_var, collapsed = paper_latent_summary(var)
-            row = SweepRow(method=method, bits=bits, protocol=cfg.protocol, granularity=qcfg.granularity,
-                           ssim=s[0], ssim_lo=s[1], ssim_hi=s[2], psnr=p[0], psnr_lo=p[1], psnr_hi=p[2],
-                           deviation=dev, traj_deviation=traj, class_acc=acc, w2=report.w2, mse=report.mse,
-                           bits_per_weight=report.bits_per_weight, packed_bytes=packed_bytes,
-                           latent_var_ratio=ratio, latent_collapsed=collapsed, latent_mean_var=mean_var,
-                           latent_std_var=std_var, n=cfg.n, solver=cfg.solver, steps=cfg.steps, seed=cfg.seed,
-                           guidance=cfg.guidance, seconds=time.perf_counter() - t0, extra=extra)
-            if use_cache:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(json.dumps(dataclasses.asdict(row)))  # NaN is kept as NaN
-            yield row
+    for method, bits in cfg.points():
+        key = hashlib.sha256(json.dumps({**key_base, "method": method, "bits": bits}, sort_keys=True)
+                             .encode()).hexdigest()[:24]
+        path = cache_dir() / f"{key}.json"
+        if use_cache and path.is_file():
+            yield SweepRow(**json.loads(path.read_text()))
+            continue
+        t0 = time.perf_counter()
+        if not velocity and ref_run is None:
+            ref_run = generate(model, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
+            fp_acc = float("nan")
+            if classifier is not None and y is not None:
+                fp_acc = float((predict(classifier, ref_run.images) == y).float().mean())
+            extra0["fp32_class_acc"] = fp_acc
+        if velocity and ref_vel is None:
+            with torch.no_grad():
+                ref_vel = model(real, torch.zeros(len(real)))
+        if latent_images_ is not None and ref_var is None:
+            ref_var = _latent(model, latent_images_)
+            if velocity:  # the paper's "Full" row, beside every quantized one
+                extra0.update(zip(("fp32_latent_mean_var", "fp32_latent_std_var", "fp32_latent_collapsed"),
+                                  paper_latent_summary(ref_var)))
+        qcfg = cfg.point_config(method, bits)
+        try:
+            qmodel, report = quantize_model(model, qcfg)
+        except ValueError as e:  # a method that does not exist at this width (pwl at 1 bit)
+            yield _skipped_row(cfg, qcfg, str(e))
+            continue
+        qmodel.eval()
+        with tempfile.TemporaryDirectory() as tmp:
+            packed = save_packed(model, qcfg, Path(tmp) / "q.safetensors", codebooks=report.codebooks)
+            packed_bytes = packed.stat().st_size
+            coded = save_packed(model, qcfg, Path(tmp) / "ans.safetensors", codebooks=report.codebooks,
+                                coding="ans")
+            entropy_bytes = coded.stat().st_size
+        extra: dict = {**extra0, "entropy_bytes": entropy_bytes, "index_entropy": index_entropy(report.codebooks)}
+        if report.calibration is not None:
+            extra["calibration_seconds"] = sum(report.calibration.seconds.values())
+        if not velocity:
+            run = generate(qmodel, noise, y, cfg.solver, cfg.steps, cfg.guidance, seed=cfg.seed)
+            sc = score(ref_run, run)
+            s, p = mean_ci95(sc.ssim, -1.0, 1.0), mean_ci95(sc.psnr, hi=PSNR_CAP)
+            dev, traj = float(sc.deviation[-1]), float(np.mean(sc.deviation))
+            acc = float("nan")
+            if classifier is not None and y is not None:
+                acc = float((predict(classifier, run.images) == y).float().mean())
+            if extra_fn is not None:
+                extra.update(extra_fn(model, qmodel, noise))
+        else:
+            with torch.no_grad():
+                vel = qmodel(real, torch.zeros(len(real)))
+            s, p = _velocity_scores(ref_vel, vel)
+            dev = float((vel - ref_vel).flatten(1).norm(dim=1).mean())
+            traj, acc = float("nan"), float("nan")
+        nan = float("nan")
+        ratio, collapsed, mean_var, std_var = nan, -1, nan, nan
+        if latent_images_ is not None:
+            var = _latent(qmodel, latent_images_)
+            ratio = float(np.mean(var / np.maximum(ref_var, 1e-12)))
+            mean_var, std_var, collapsed = paper_latent_summary(var)
+        row = SweepRow(method=method, bits=bits, protocol=cfg.protocol, granularity=qcfg.granularity,
+                       ssim=s[0], ssim_lo=s[1], ssim_hi=s[2], psnr=p[0], psnr_lo=p[1], psnr_hi=p[2],
+                       deviation=dev, traj_deviation=traj, class_acc=acc, w2=report.w2, mse=report.mse,
+                       bits_per_weight=report.bits_per_weight, packed_bytes=packed_bytes,
+                       latent_var_ratio=ratio, latent_collapsed=collapsed, latent_mean_var=mean_var,
+                       latent_std_var=std_var, n=cfg.n, solver=cfg.solver, steps=cfg.steps, seed=cfg.seed,
+                       guidance=cfg.guidance, seconds=time.perf_counter() - t0, extra=extra)
+        if use_cache:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(dataclasses.asdict(row)))  # NaN is kept as NaN
+        yield row

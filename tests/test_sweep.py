@@ -126,3 +126,8 @@ def test_unsupported_width_gives_a_nan_row(model):
     rows = list(iter_sweep(model, SweepConfig(methods=("pwl",), bits=(1, 2), n=3, steps=2)))
     assert rows[0].bits == 1 and math.isnan(rows[0].ssim) and "skipped" in rows[0].extra
     assert rows[1].bits == 2 and not math.isnan(rows[1].ssim)
+
+
+def test_a_fractional_budget_is_swept_for_the_mixed_methods_only():
+    cfg = SweepConfig(methods=("ot", "ot-mixed"), bits=(1, 1.5, 2))
+    assert cfg.points() == [("ot", 1), ("ot", 2), ("ot-mixed", 1), ("ot-mixed", 1.5), ("ot-mixed", 2)]
