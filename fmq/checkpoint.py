@@ -55,6 +55,12 @@ class Checkpoint:
     path: Path | None = None
 
 
+def cache_root() -> Path:
+    """Where fmq keeps work it can always recompute (sweep rows, calibration states): ``$FMQ_CACHE``, default
+    ``~/.cache/fmq``."""
+    return Path(os.environ.get("FMQ_CACHE", Path.home() / ".cache" / "fmq"))
+
+
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
     """Write a safetensors file via a temporary file + rename, so an interrupted save never corrupts."""
     path = Path(path)

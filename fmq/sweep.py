@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import fingerprint
+from .checkpoint import cache_root, fingerprint
 from .compare import generate, score
 from .methods import method_spec
 from .metrics import PSNR_CAP, mean_ci95, paper_latent_summary, paper_psnr, paper_ssim_map, pca_variances
@@ -109,7 +108,7 @@ class SweepConfig:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("FMQ_CACHE", Path.home() / ".cache" / "fmq")) / "sweep"
+    return cache_root() / "sweep"
 
 
 def _mid_activations(model: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
-import numpy as np
-from safetensors.torch import load_file, save_file
+import torch
+from safetensors.torch import load_file
 from torch import nn
 
-from ..checkpoint import fingerprint
+from ..checkpoint import atomic_save_tensors, cache_root, fingerprint
 from ..qconfig import CalibConfig
 from .sensitivity import Sensitivity, measure_sensitivity
 from .states import CalibrationSet, collect_states
@@ -29,7 +27,7 @@ VERSION = 1
 
 
 def calibration_dir() -> Path:
-    return Path(os.environ.get("FMQ_CACHE", Path.home() / ".cache" / "fmq")) / "calibration"
+    return cache_root() / "calibration"
 
 
 def _key(**parts) -> str:
@@ -38,18 +36,6 @@ def _key(**parts) -> str:
 
 def _states_key(model: nn.Module, cfg: CalibConfig) -> str:
     return _key(model=fingerprint(model)[:24], samples=cfg.samples, traj_steps=cfg.traj_steps, seed=cfg.seed)
-
-
-def _atomic(write, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def cached_states(model: nn.Module, cfg: CalibConfig) -> CalibrationSet:
@@ -62,10 +48,8 @@ def cached_states(model: nn.Module, cfg: CalibConfig) -> CalibrationSet:
         except Exception:  # a truncated or foreign file: recompute  # noqa: BLE001
             pass
     calib = collect_states(model, cfg)
-    tensors = {"x": calib.x.contiguous(), "t": calib.t.contiguous(), "v": calib.v.contiguous()}
-    if calib.y is not None:
-        tensors["y"] = calib.y.contiguous()
-    _atomic(lambda p: save_file(tensors, p), path)
+    tensors = {"x": calib.x, "t": calib.t, "v": calib.v, **({} if calib.y is None else {"y": calib.y})}
+    atomic_save_tensors(tensors, path, {})
     return calib
 
 
@@ -74,19 +58,16 @@ def cached_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSet
     """:func:`measure_sensitivity` for the default base (exact OT), read from disk when measured before."""
     key = _key(states=_states_key(model, cfg), names=hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
                widths=list(cfg.widths), granularity=granularity, probe=cfg.probe)
-    path = calibration_dir() / f"sensitivity-{key}.npz"
+    path = calibration_dir() / f"sensitivity-{key}.safetensors"
     if path.is_file():
         try:
-            d = np.load(path)
+            d = {k: v.numpy() for k, v in load_file(str(path)).items()}
             return Sensitivity(list(names), tuple(int(w) for w in d["widths"]), d["err"], d["cost"], d["numel"],
                                "ot", granularity, 0.0)
         except Exception:  # noqa: BLE001
             pass
     s = measure_sensitivity(model, names, calib, cfg.widths, granularity, probe=cfg.probe, progress=progress)
 
-    def write(p: str) -> None:
-        with open(p, "wb") as f:
-            np.savez(f, widths=np.array(s.widths), err=s.err, cost=s.cost, numel=s.numel)
-
-    _atomic(write, path)
+    atomic_save_tensors({"widths": torch.tensor(s.widths), "err": torch.from_numpy(s.err),
+                         "cost": torch.from_numpy(s.cost), "numel": torch.from_numpy(s.numel)}, path, {})
     return s

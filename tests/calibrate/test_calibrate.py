@@ -179,3 +179,23 @@ def test_gptq_lowers_each_layers_output_error_on_its_calibration_inputs(tiny_mod
         better += bool(err[1] <= err[0] * 1.0001)
         assert torch.equal(new[n].levels, books[n].levels)  # the grid is kept; only assignments move
     assert better >= 0.9 * len(names)
+
+
+def test_states_and_sensitivity_come_back_from_the_disk_cache_and_a_bad_file_is_recomputed(tiny_model, tmp_path,
+                                                                                            monkeypatch):
+    from fmq.calibrate.cache import cached_sensitivity, cached_states, calibration_dir
+
+    monkeypatch.setenv("FMQ_CACHE", str(tmp_path / "cache"))
+    cc = CalibConfig(samples=4, traj_steps=2, widths=(1, 2, 4), probe=4)
+    names, _ = select_tensors(tiny_model, QuantConfig("ot-mixed", 2.0, calibration=cc))
+    first = cached_states(tiny_model, cc)
+    again = cached_states(tiny_model, cc)
+    assert torch.equal(first.x, again.x) and torch.equal(first.v, again.v) and torch.equal(first.y, again.y)
+    s1 = cached_sensitivity(tiny_model, names, first, cc, "channel")
+    s2 = cached_sensitivity(tiny_model, names, again, cc, "channel")
+    assert s1.seconds > 0 and s2.seconds == 0.0  # the second one was read, not measured
+    assert s2.widths == (1, 2, 4) and np.array_equal(s1.err, s2.err) and np.array_equal(s1.cost, s2.cost)
+    (path,) = calibration_dir().glob("sensitivity-*")
+    path.write_bytes(b"not a file")
+    s3 = cached_sensitivity(tiny_model, names, again, cc, "channel")
+    assert s3.seconds > 0 and np.array_equal(s1.err, s3.err)
