@@ -91,10 +91,11 @@ def _parse_bits(text: str) -> tuple[int | float, ...]:
 
 
 def _add_calibration_args(p: argparse.ArgumentParser) -> None:
+    from .methods import METHODS
     from .qconfig import CalibConfig
 
     d = CalibConfig()
-    g = p.add_argument_group("calibrated methods (ot-cal, ot-mixed, ot-mixed-cal)")
+    g = p.add_argument_group(f"calibrated methods ({', '.join(n for n, s in METHODS.items() if s.calibrated)})")
     g.add_argument("--cal-steps", type=int, default=d.steps, help="refinement steps (0 = none)")
     g.add_argument("--cal-samples", type=int, default=d.samples, help="FP32 calibration trajectories")
     g.add_argument("--cal-seed", type=int, default=d.seed, help="calibration draw (never an evaluation seed)")
