@@ -418,7 +418,8 @@ def _calibration_summary(report) -> str:
         for n, b in log.widths.items():
             weights[b] += numel[n]
         total = sum(weights.values())
-        parts.append("widths: " + ", ".join(f"{b} bit {100 * w / total:.0f} %" for b, w in sorted(weights.items())))
+        parts.append("widths: " + ", ".join(f"{b} bit{'s' if b > 1 else ''} {100 * w / total:.1f} %"
+                                            for b, w in sorted(weights.items())))
     if log.refine is not None:
         r = log.refine
         parts.append(f"held-out velocity MSE {r.start_loss:.4g} -> {r.end_loss:.4g}"
