@@ -22,7 +22,7 @@ from .methods import method_spec
 from .metrics import w2_distance
 from .models import count_parameters
 
-__all__ = ["LayerView", "weight_layers", "slice_count", "layer_view", "layer_table", "fp32_bytes",
+__all__ = ["LayerView", "start_key", "weight_layers", "slice_count", "layer_view", "layer_table", "fp32_bytes",
            "CompressionRow", "pack"]
 
 
@@ -38,6 +38,14 @@ class LayerView:
     levels: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (K,) codebook of the slice
     w2: dict[str, float] = field(default_factory=dict)  # method -> W2(slice, quantized slice)
     mse: dict[str, float] = field(default_factory=dict)  # method -> mean squared error on the slice
+    bits: dict[str, int] = field(default_factory=dict)  # method -> width of its codebook for this layer
+    starts: dict[str, list[str]] = field(default_factory=dict)  # start key -> calibrated methods that start there
+
+
+def start_key(bits: int) -> str:
+    """The key, in ``LayerView.levels``, of the plain exact-OT codebook at ``bits`` that calibrated methods
+    start from."""
+    return f"ot {int(bits)}-bit start"
 
 
 def weight_layers(model: nn.Module, config: Any) -> list[tuple[str, tuple[int, ...]]]:
@@ -65,11 +73,14 @@ def slice_count(shape: Sequence[int], granularity: str) -> int:
 
 
 def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, granularity: str,
-               index: int = 0, books: dict[str, Any] | None = None) -> LayerView:
+               index: int = 0, books: dict[str, Any] | None = None, starts: bool = False) -> LayerView:
     """FP32 weights of slice ``index`` (a channel or group) of layer ``name``, and each method's codebook for it.
 
     ``books`` {method: Codebook of this layer} supplies codebooks that cannot be made from the layer alone
     (calibrated methods: take them from the quantized model's report); the others are quantized here.
+    With ``starts``, each calibrated method's codebook also gets the plain exact-OT codebook it started
+    from, at that codebook's own width (a mixed method's width for this layer, not the sidebar's), under
+    :func:`start_key` (one per width) — unless a plain ``ot`` at that width is already shown.
     """
     from .quant import quantize_tensor
 
@@ -84,6 +95,7 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
     values = w.reshape(-1)[mask]
     view = LayerView(name, tuple(w.shape), granularity, index, values.numpy().copy())
     books = books or {}
+    shown: list[tuple[str, Any]] = []
     for m in methods:
         if m in books:
             cb = books[m]
@@ -91,8 +103,20 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
             continue  # its codebook depends on the whole model: not quantized by this tensor's scope here
         else:
             cb = quantize_tensor(w, m, bits, granularity)
+        shown.append((m, cb))
+    if starts:
+        plain_ot = {int(cb.bits) for m, cb in shown if m == "ot"}
+        for m, cb in list(shown):
+            b = int(cb.bits)
+            if not method_spec(m).calibrated or b in plain_ot:
+                continue
+            if start_key(b) not in view.starts:
+                shown.append((start_key(b), quantize_tensor(w, "ot", b, granularity)))
+            view.starts.setdefault(start_key(b), []).append(m)
+    for m, cb in shown:
         deq = cb.dequantize().reshape(-1)[mask]
         view.levels[m] = np.unique(cb.levels[index].double().numpy())
+        view.bits[m] = int(cb.bits)
         view.w2[m] = w2_distance(values, deq)
         view.mse[m] = float((values - deq).pow(2).mean())
     return view

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fmq.checkpoint import fingerprint
-from fmq.layerview import fp32_bytes, layer_table, layer_view, pack, slice_count, weight_layers
+from fmq.layerview import fp32_bytes, layer_table, layer_view, pack, slice_count, start_key, weight_layers
 from fmq.models import UNet, count_parameters
 from fmq.quant import quantize_tensor
 from fmq.quantize import QuantConfig, quantize_model, select_tensors
@@ -50,6 +50,23 @@ def test_a_channel_view_holds_that_channels_weights_and_each_methods_levels(mode
     with pytest.raises(ValueError, match="no parameter"):
         layer_view(model, "nope.weight", ["ot"], 2, "channel")
     assert fingerprint(model) == before
+
+
+def test_a_calibrated_codebook_is_drawn_beside_plain_ot_at_its_own_width(model):
+    """A mixed method's layer may be wider than the sidebar's bits: its starting point is OT at that width."""
+    name, _ = next((n, s) for n, s in weight_layers(model, QuantConfig("ot", 2)) if s[0] > 2 and len(s) == 4)
+    w = dict(model.named_parameters())[name].detach()
+    wide = quantize_tensor(w, "ot", 3, "channel")  # stands for a calibrated codebook at 3 bits on this layer
+    view = layer_view(model, name, ["ot", "ot-mixed-cal"], 2, "channel", index=1, books={"ot-mixed-cal": wide},
+                      starts=True)
+    assert view.bits == {"ot": 2, "ot-mixed-cal": 3, start_key(3): 3}
+    assert view.starts == {start_key(3): ["ot-mixed-cal"]}
+    assert len(view.levels[start_key(3)]) > len(view.levels["ot"])
+    assert view.levels[start_key(3)].tolist() == view.levels["ot-mixed-cal"].tolist()  # the start itself
+    same = layer_view(model, name, ["ot", "ot-cal"], 3, "channel", index=1, books={"ot-cal": wide}, starts=True)
+    assert same.starts == {} and set(same.levels) == {"ot", "ot-cal"}  # plain ot at 3 bits is already drawn
+    assert set(layer_view(model, name, ["ot-mixed-cal"], 2, "channel", books={"ot-mixed-cal": wide}).levels) == \
+        {"ot-mixed-cal"}  # no starts unless asked
 
 
 def test_layer_table_and_packed_sizes(model):

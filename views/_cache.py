@@ -59,7 +59,7 @@ def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granula
                _model, cal: int = DEFAULT_STEPS) -> layerview.LayerView:
     books = {m: quantized(key, m, bits, granularity, _model, cal).report.codebooks for m in methods if calibrated(m)}
     return layerview.layer_view(_model, name, methods, bits, granularity, index,
-                                books={m: b[name] for m, b in books.items() if name in b})
+                                books={m: b[name] for m, b in books.items() if name in b}, starts=True)
 
 
 def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model,

@@ -43,8 +43,7 @@ def layer_panel() -> None:
         index = c2.slider(what, 0, count - 1, 0, key=f"weights_slice_{sett.granularity}")
     else:
         c2.caption("One codebook for the whole tensor (tensor granularity).")
-    shown = methods + (("ot",) if any(sh.calibrated(m) for m in methods) and "ot" not in methods else ())
-    view = sh.layer_view(key, name, shown, sett.bits, sett.granularity, index, ck.model, sett.cal_for(*shown))
+    view = sh.layer_view(key, name, methods, sett.bits, sett.granularity, index, ck.model, sett.cal_for(*methods))
 
     fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
                                  name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))
@@ -53,17 +52,23 @@ def layer_panel() -> None:
     for i, (m, lv) in enumerate(view.levels.items()):
         xs = [v for lvl in lv for v in (lvl, lvl, None)]
         ys = [v for _ in lv for v in (0.0, top * (1 - 0.06 * i), None)]
-        ref = m not in methods  # plain OT drawn as the starting point of the calibrated codebooks
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{m} ({len(lv)} levels)" + (", plain" if ref else ""),
-                                 line={"color": sh.method_color(m), "width": 1.5 if ref else 2.5,
-                                       "dash": "dot" if ref else "solid"}))
+        start = m in view.starts  # plain OT at a calibrated codebook's own width: where that codebook started
+        label = f"{m} ({len(lv)} levels)" if not start else \
+            f"plain ot, {view.bits[m]}-bit: start of {', '.join(view.starts[m])}"
+        if not start and sh.calibrated(m) and view.bits[m] != sett.bits:
+            label = f"{m} ({len(lv)} levels: {sh.bits_text(view.bits[m])} on this layer)"
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=label,
+                                 line={"color": sh.method_color("ot" if start else m), "width": 1.5 if start else 2.5,
+                                       "dash": "dot" if start else "solid"}))
     where = "" if sett.granularity == "tensor" else f", {sett.granularity.split(':')[0]} {index}"
+    widths = sorted(set(view.bits.values()))
     fig.update_layout(xaxis_title="weight value", yaxis_title="count", height=420, bargap=0.02,
-                      title=f"{name}{where}: {view.values.size:,} weights, {sett.bits}-bit codebooks",
+                      title=f"{name}{where}: {view.values.size:,} weights, "
+                            f"{'/'.join(map(str, widths))}-bit codebooks",
                       margin={"t": 50}, legend={"orientation": "h", "y": -0.2})
     st.plotly_chart(fig, key="weights_hist")
-    st.dataframe([{"method": m, "levels": len(view.levels[m]), "W2": view.w2[m], "MSE": view.mse[m]}
-                  for m in view.levels], hide_index=True,
+    st.dataframe([{"method": m, "bits": view.bits[m], "levels": len(view.levels[m]), "W2": view.w2[m],
+                   "MSE": view.mse[m]} for m in view.levels], hide_index=True,
                  column_config={"W2": st.column_config.NumberColumn(format="%.2e"),
                                 "MSE": st.column_config.NumberColumn(format="%.2e")})
 

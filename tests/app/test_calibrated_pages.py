@@ -19,6 +19,10 @@ def test_calibration_shows_its_progress_once_and_pages_reuse_it(make_app):
     hist, _, alloc = figures(at)
     names = [t["name"] for t in hist["data"][1:]]
     assert any(n.startswith("ot-mixed-cal") for n in names) and any(n.startswith("ot (") for n in names)
+    table = {r["method"]: r for r in at.dataframe[0].value.to_dict("records")}
+    width = table["ot-mixed-cal"]["bits"]  # this layer's width under the budget
+    # compared with plain OT at its own width: the sidebar's ot when they agree, else the start drawn dotted
+    assert (width == 2) == (f"plain ot, {width}-bit: start of ot-mixed-cal" not in names)
     assert [t["name"] for t in alloc["data"]] == ["ot-mixed-cal"]
 
 
