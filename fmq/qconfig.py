@@ -45,6 +45,7 @@ class CalibConfig:
     batch: int = 64  # calibration states per refinement step
     lr: float = 4e-3  # Adam learning rate, relative to each layer's weight scale
     assignments: bool = True  # also move weights between levels (straight-through), not only the levels
+    early: float = 1.0  # refinement loss weight of a state at t = 0 relative to t = 1 (linear in t)
     widths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)  # widths a mixed method may give a layer
     probe: int = 32  # calibration states per sensitivity measurement of a (layer, width)
 
@@ -57,6 +58,9 @@ class CalibConfig:
             raise ValueError(f"calibration steps must be a non-negative integer, got {self.steps!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"calibration lr must be positive, got {self.lr!r}")
+        if isinstance(self.early, bool) or not (isinstance(self.early, int | float) and self.early > 0):
+            raise ValueError(f"calibration early (the loss weight at t = 0 against t = 1) must be positive, "
+                             f"got {self.early!r}")
         widths = tuple(sorted({int(w) for w in self.widths}))
         if not widths or widths[0] < 1 or widths[-1] > 8:
             raise ValueError(f"calibration widths must be integers in 1..8, got {self.widths!r}")

@@ -129,6 +129,7 @@ def calibrated_codebooks(model: nn.Module, names: list[str], config: QuantConfig
     if recipe.refine and cc.steps > 0:
         t0 = time.perf_counter()
         books, log.refine = refine_codebooks(model, books, calibration, cc.steps, cc.batch, cc.lr, cc.assignments,
-                                             cc.seed, progress=lambda d, n, loss: tell("refinement", d, n, loss))
+                                             cc.seed, cc.early,
+                                             progress=lambda d, n, loss: tell("refinement", d, n, loss))
         log.seconds["refinement"] = time.perf_counter() - t0
     return {n: books[n] for n in names}, log

@@ -102,23 +102,35 @@ class _Layer:
                         self.cb.granularity, self.cb.bits, self.cb.method)
 
 
+def time_weights(t: torch.Tensor, early: float) -> torch.Tensor:
+    """Per-state loss weight, linear in t: ``early`` at t = 0, 1 at t = 1 (all ones when ``early`` is 1)."""
+    return 1.0 + (float(early) - 1.0) * (1.0 - t.reshape(-1).float())
+
+
+def _weighted_error(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Sum over states of w · (mean squared error of the state)."""
+    return ((out - v).pow(2).reshape(len(v), -1).mean(1) * w).sum()
+
+
 def velocity_loss(model: nn.Module, weights: dict[str, torch.Tensor], calib: CalibrationSet, idx: torch.Tensor,
-                  batch: int = 128) -> float:
-    """Mean squared velocity error against FP32 of ``model`` with ``weights`` swapped in, on states ``idx``."""
-    total, count = 0.0, 0
+                  batch: int = 128, early: float = 1.0) -> float:
+    """Mean squared velocity error against FP32 of ``model`` with ``weights`` swapped in, on states ``idx``
+    (each state weighted by :func:`time_weights`; the plain mean when ``early`` is 1)."""
+    total, norm = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(idx), batch):
             x, t, y, v = calib.batch(idx[i:i + batch])
+            w = time_weights(t, early)
             out = functional_call(model, weights, (x, t, y))
-            total += float((out - v).pow(2).sum())
-            count += v.numel()
-    return total / max(count, 1)
+            total += float(_weighted_error(out, v, w))
+            norm += float(w.sum())
+    return total / max(norm, 1e-12)
 
 
 def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: CalibrationSet, steps: int,
                      batch: int = 64, lr: float = 2e-3, assignments: bool = True, seed: int = 0,
-                     progress: Callable[[int, int, float], None] | None = None) -> tuple[dict[str, Codebook],
-                                                                                           RefineLog]:
+                     early: float = 1.0, progress: Callable[[int, int, float], None] | None = None
+                     ) -> tuple[dict[str, Codebook], RefineLog]:
     """Refined copies of ``books`` (tensor name -> Codebook of ``model``'s tensor) and a log.
 
     ``progress(step, steps, loss)`` is called every few steps (an exception raised there stops the run,
@@ -133,7 +145,7 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
     held = order[: min(HELD_OUT, len(calib) // 4 or 1)]
     train = order[len(held):] if len(calib) > len(held) else order
     start = {n: like(cb.dequantize().to(params[n].dtype), params[n]) for n, cb in books.items()}
-    log.start_loss = velocity_loss(model, start, calib, held)
+    log.start_loss = velocity_loss(model, start, calib, held, early=early)
     if steps == 0:
         log.end_loss, log.kept_start, log.seconds = log.start_loss, True, time.perf_counter() - t0
         return dict(books), log
@@ -146,7 +158,8 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
         pick = train[torch.randint(len(train), (min(batch, len(train)),), generator=g)]
         x, t, y, v = calib.batch(pick)
         out = functional_call(model, {**frozen, **{n: lay.weight() for n, lay in layers.items()}}, (x, t, y))
-        loss = (out - v).pow(2).mean()
+        w = time_weights(t, early)
+        loss = _weighted_error(out, v, w) / w.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -156,7 +169,7 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
             progress(step + 1, steps, float(np.mean(log.losses[-5:])))
     out_books = {n: lay.codebook(lay.levels.detach().to(torch.float16).float()) for n, lay in layers.items()}
     end = {n: like(cb.dequantize().to(params[n].dtype), params[n]) for n, cb in out_books.items()}
-    log.end_loss = velocity_loss(model, end, calib, held)
+    log.end_loss = velocity_loss(model, end, calib, held, early=early)
     if not log.end_loss <= log.start_loss:
         out_books, log.end_loss, log.kept_start = dict(books), log.start_loss, True
     log.seconds = time.perf_counter() - t0
