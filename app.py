@@ -99,6 +99,13 @@ def sidebar(page: str) -> None:
     side.slider("Bits per weight", BITS[0], BITS[-1], key="bits",
                 help="Index bits per weight. For a mixed method (ot-mixed, ot-mixed-cal) the average budget in bits "
                      "per weight, codebooks included: each layer gets its own width.")
+    if any(METHODS[m].mixed for m in s.get("methods", ()) if m in METHODS):
+        s.setdefault("budget", sh.SAME_AS_BITS)
+        side.selectbox("Mixed budget (bits/weight)", [sh.SAME_AS_BITS, *sh.BUDGETS], key="budget",
+                       format_func=lambda b: b if isinstance(b, str) else f"{b:g}",
+                       help="The average bits per weight, codebooks included, of the mixed methods (ot-mixed, "
+                            "ot-mixed-cal), which may lie between whole widths: 1.5 gives some layers 1 bit and others "
+                            "2 or more. The other methods keep the bit slider's width.")
     if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
         s.setdefault("cal_effort", "standard")
         side.selectbox("Calibration effort", list(sh.CALIB_EFFORT), key="cal_effort",

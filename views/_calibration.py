@@ -55,12 +55,13 @@ def store(key: str, cfg: QuantConfig, q: compare.Quantized) -> compare.Quantized
 
 
 def prepare_calibrated(key: str, sett: Settings, ck: Checkpoint) -> None:
-    """Calibrate the chosen calibrated methods at the sidebar's bits, showing each stage and the falling loss."""
+    """Calibrate the chosen calibrated methods at the sidebar's bits (a mixed one at its budget), showing each stage
+    and the falling loss."""
     for m in sett.methods:
         if not calibrated(m):
             continue
         try:
-            cfg = quant_config(m, sett.bits, sett.granularity, sett.cal_for(m))
+            cfg = quant_config(m, sett.bits_for(m), sett.granularity, sett.cal_for(m))
         except ValueError:
             continue  # the page's own call reports it
         if stored(key, cfg) is None:

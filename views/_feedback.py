@@ -27,15 +27,15 @@ def method_results(key: str, sett: Settings, ck: Checkpoint) -> dict[str, compar
     total = 2 * len(sett.methods)
     status = st.status("Quantizing and sampling…", expanded=False)
     for i, m in enumerate(sett.methods):
-        status.update(label=f"Quantizing with {m} at {bits_text(sett.bits)} (step {2 * i + 1} of {total}; "
+        status.update(label=f"Quantizing with {m} at {bits_text(sett.bits_for(m))} (step {2 * i + 1} of {total}; "
                             "change any setting to stop)…")
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal_for(m))
+        _, err = safe(quantized, key, m, sett.bits_for(m), sett.granularity, ck.model, sett.cal_for(m))
         if not err:
             status.update(label=f"Sampling with {m} (step {2 * i + 2} of {total})…")
-            res, err = safe(method_run, key, m, sett.bits, sett.granularity, sett.run_args(), ck,
+            res, err = safe(method_run, key, m, sett.bits_for(m), sett.granularity, sett.run_args(), ck,
                              sett.cal_for(m))
         if err:
-            st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
+            st.warning(f"**{m}** at {bits_text(sett.bits_for(m))}: {err}", icon=":material/warning:")
         else:
             out[m] = res
     status.update(label=f"{len(out)} of {len(sett.methods)} quantized models sampled", state="complete")
@@ -46,9 +46,9 @@ def usable_methods(key: str, sett: Settings, ck: Checkpoint) -> list[str]:
     """The chosen methods that can quantize this model at these settings (the others get a warning)."""
     out = []
     for m in sett.methods:
-        _, err = safe(quantized, key, m, sett.bits, sett.granularity, ck.model, sett.cal_for(m))
+        _, err = safe(quantized, key, m, sett.bits_for(m), sett.granularity, ck.model, sett.cal_for(m))
         if err:
-            st.warning(f"**{m}** at {bits_text(sett.bits)}: {err}", icon=":material/warning:")
+            st.warning(f"**{m}** at {bits_text(sett.bits_for(m))}: {err}", icon=":material/warning:")
         else:
             out.append(m)
     return out

@@ -2,7 +2,8 @@
 
 ``?data=cifar10&methods=ot,uniform&bits=4`` opens CIFAR-10 with ot and uniform at 4 bits; whatever the link
 leaves out keeps its default (``effort=quick`` sets the calibration effort, carried only when a calibrated
-method is chosen). A value that cannot be used is named in the sidebar, not silently dropped.
+method is chosen; ``budget=1.5`` the mixed methods' average bits per weight, carried only when one is chosen
+and it is not the bit slider's). A value that cannot be used is named in the sidebar, not silently dropped.
 The link is read once per session (on its first run); after that the sidebar is the truth and is written
 back to the URL on every run, so a reload or a copied address gives the same page.
 """
@@ -14,7 +15,7 @@ import streamlit as st
 from fmq.methods import METHODS
 from fmq.quant import BITS
 from fmq.sampling import SOLVER_TABLE
-from views._settings import CALIB_EFFORT
+from views._settings import BUDGETS, CALIB_EFFORT
 
 GRANULARITIES = ("channel", "tensor", "group")
 GROUP_SIZES = (16, 32, 64, 128, 256)
@@ -63,6 +64,12 @@ def _parse(params: dict[str, str], models: dict[str, str], methods: list[str]) -
         value = ({"granularity": g} if g in ("channel", "tensor")
                  else {"granularity": "group", "group_size": size} if size else None)
         take("gran", value, "channel, tensor or group:G with G in " + ", ".join(map(str, GROUP_SIZES)))
+    if "budget" in params:
+        try:
+            b = float(params["budget"])
+        except ValueError:
+            b = None
+        take("budget", next((v for v in BUDGETS if b is not None and v == b), None), ", ".join(map(str, BUDGETS)))
     if "effort" in params:
         take("effort", {"cal_effort": params["effort"]} if params["effort"] in CALIB_EFFORT else None,
              ", ".join(CALIB_EFFORT))
@@ -125,6 +132,8 @@ def link_params(s, conditional: bool) -> dict[str, str]:
         gran = f"group:{s.get('group_size', 64)}"
     out = {"data": s.get("model_id", ""), "methods": ",".join(s.get("methods", ())), "bits": s.get("bits", 2),
            "gran": gran}
+    if any(METHODS[m].mixed for m in s.get("methods", ()) if m in METHODS) and s.get("budget") in BUDGETS:
+        out["budget"] = f"{float(s['budget']):g}"
     if any(METHODS[m].calibrated for m in s.get("methods", ()) if m in METHODS):
         out["effort"] = s.get("cal_effort", "standard")
     out["solver"] = s.get("solver", "heun")

@@ -12,6 +12,9 @@ from fmq.sampling import describe_steps
 # calibration effort -> refinement steps (benchmarks/bench_calibration.py --curve prints SSIM against seconds
 # for each; the README quotes it)
 CALIB_EFFORT = {"quick": 100, "standard": 200, "thorough": 400}
+# the mixed methods' own average budget (bits per weight, codebooks included) when it is not the bit slider's
+BUDGETS = (1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6)
+SAME_AS_BITS = "same as bits"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,14 @@ class Settings:
     label: int | None  # None = every class in turn (or an unconditional model)
     guidance: float
     cal: int = CalibConfig().steps  # refinement steps of the calibrated methods (the sidebar's effort)
+    budget: int | float | None = None  # the mixed methods' average bits per weight; None = ``bits``
+
+    def bits_for(self, method: str) -> int | float:
+        """What ``method`` is asked for: the mixed budget for a mixed method (when one is set), else the bits."""
+        from fmq.methods import METHODS
+
+        spec = METHODS.get(method)
+        return self.budget if self.budget is not None and spec is not None and spec.mixed else self.bits
 
     def cal_for(self, *methods: str) -> int:
         """The refinement steps that matter to ``methods``: the effort's when one of them is calibrated, else the
@@ -48,9 +59,9 @@ class Settings:
                 f", guidance {self.guidance:g}, codebooks {gran_text(self.granularity)}")
 
 
-def bits_text(bits: int) -> str:
-    """"1 bit", "2 bits"."""
-    return f"{bits} bit" if bits == 1 else f"{bits} bits"
+def bits_text(bits: int | float) -> str:
+    """"1 bit", "2 bits", "1.5 bits"."""
+    return f"{bits:g} bit" if bits == 1 else f"{bits:g} bits"
 
 
 def quant_label(method: str, bits) -> str:
@@ -71,9 +82,12 @@ def settings() -> Settings:
     if gran == "group":
         gran = f"group:{s.get('group_size', 64)}"
     label = s.get("label", "any")
+    budget = s.get("budget", SAME_AS_BITS)
+    budget = None if budget not in BUDGETS else (int(budget) if float(budget).is_integer() else float(budget))
     return Settings(
         model_id=s.get("model_id", ""), methods=tuple(s.get("methods", ())), bits=int(s.get("bits", 2)),
         granularity=gran, solver=s.get("solver", "heun"), steps=int(s.get("steps", 8)), n=int(s.get("n", 16)),
         seed=int(s.get("seed", 0)), label=None if label in (None, "any") else int(label),
         guidance=float(s.get("guidance", 1.0)), cal=CALIB_EFFORT.get(s.get("cal_effort"), CalibConfig().steps),
+        budget=budget,
     )

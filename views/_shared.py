@@ -27,11 +27,11 @@ from views._cache import (
 from views._calibration import calibrated
 from views._feedback import method_results, need_methods, safe, usable_methods
 from views._models import UPLOADS, current_model, model_refs, page_model, shipped_model
-from views._settings import CALIB_EFFORT, Settings, bits_text, gran_text, quant_label, settings
+from views._settings import BUDGETS, CALIB_EFFORT, SAME_AS_BITS, Settings, bits_text, gran_text, quant_label, settings
 from views._style import method_color
 
-__all__ = ["BOUND_SAMPLES", "CALIB_EFFORT", "UPLOADS", "Settings", "bits_text", "calibrated", "quant_label",
-           "bound_report", "current_model",
+__all__ = ["BOUND_SAMPLES", "BUDGETS", "CALIB_EFFORT", "SAME_AS_BITS", "UPLOADS", "Settings", "bits_text", "calibrated",
+           "quant_label", "bound_report", "current_model",
            "fidelity_point", "fp32_run", "gran_text", "layer_rows", "layer_view", "method_color", "method_results",
            "method_run", "model_refs", "need_methods", "packed", "page_model", "quant_config", "quantized", "safe",
            "settings", "shipped_model", "shipped_results", "torch_threads", "usable_methods"]

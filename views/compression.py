@@ -26,7 +26,7 @@ all_bits = st.toggle("Every bit width from 1 to 8", value=False, key="comp_all_b
                      help="Off: only the sidebar's bit width (fast). On: packs each method at every width.")
 widths = list(BITS) if all_bits else [sett.bits]
 # a calibrated method takes minutes per width: only at the sidebar's
-points = [(m, b) for m in sett.methods for b in (widths if not sh.calibrated(m) else [sett.bits])]
+points = [(m, b) for m in sett.methods for b in (widths if not sh.calibrated(m) else [sett.bits_for(m)])]
 rows = []
 bar = st.progress(0.0, text="Packing…") if len(points) > 1 else None
 for i, (m, b) in enumerate(points):
@@ -47,10 +47,10 @@ table = [{"method": r.method, "bits": r.bits, "FP32 bytes": r.fp32_bytes, "packe
           "bits per weight": r.bits_per_weight, "ratio": r.ratio, "entropy-coded bytes": r.entropy_bytes,
           "entropy-coded ratio": r.entropy_ratio, "index entropy": r.index_entropy,
           "in memory": r.resident_bytes} for r in rows]
-at_bits = [r for r in rows if r.bits == sett.bits]
+at_bits = [r for r in rows if r.bits == sett.bits_for(r.method)]
 cols = st.columns(max(1, len(at_bits)))
 for col, r in zip(cols, at_bits):
-    col.metric(f"{r.method} · {r.bits}-bit", f"{r.ratio:.1f}× smaller",
+    col.metric(sh.quant_label(r.method, r.bits), f"{r.ratio:.1f}× smaller",
                help=f"{r.fp32_bytes:,} → {r.packed_bytes:,} bytes")
     col.caption(f"{r.packed_bytes / 1024:.0f} KiB · {r.bits_per_weight:.2f} bits/weight  \n"
                 f"entropy-coded {r.entropy_ratio:.1f}× · {r.resident_bytes / 1024:.0f} KiB in memory "
@@ -95,9 +95,9 @@ def download() -> None:
     m = c1.selectbox("Packed model to download", sorted({r.method for r in at_bits}), key="comp_dl_method")
     if m is None:
         return
-    _, data = sh.packed(key, m, sett.bits, sett.granularity, dataset, ck.model, sett.cal_for(m))
-    c2.download_button(f"Download {m} {sett.bits}-bit ({len(data) / 1024:.0f} KiB)", data,
-                       file_name=f"{dataset or 'model'}-{m}-{sett.bits}bit.fmq.safetensors",
+    _, data = sh.packed(key, m, sett.bits_for(m), sett.granularity, dataset, ck.model, sett.cal_for(m))
+    c2.download_button(f"Download {sh.quant_label(m, sett.bits_for(m))} ({len(data) / 1024:.0f} KiB)", data,
+                       file_name=f"{dataset or 'model'}-{m}-{sett.bits_for(m):g}bit.fmq.safetensors",
                        mime="application/octet-stream", key="comp_dl")
     c2.caption("Run it packed with `python -m fmq sample --packed FILE`, or `fmq.packed.packed_model(path)`.")
 

@@ -116,7 +116,9 @@ else:
         st.success(f"{found.path.name} was made with these very settings: nothing to compute.")
     else:
         # bits outer: every curve grows at once; a calibrated method (minutes per width) only at the sidebar's bits
-        points = [(m, b) for b in BITS for m in sett.methods if not sh.calibrated(m) or b == sett.bits]
+        # (a mixed one at its budget, which may lie between two widths)
+        points = sorted([(m, b) for b in BITS for m in sett.methods if not sh.calibrated(m)]
+                        + [(m, sett.bits_for(m)) for m in sett.methods if sh.calibrated(m)], key=lambda p: p[1])
         ph_ssim.plotly_chart(figure("ssim", []), key="fid_ssim_start")  # the shipped curves at once, live ones after
         ph_psnr.plotly_chart(figure("psnr", []), key="fid_psnr_start")
         bar = st.progress(0.0, text="Computing points… (change any setting to stop)")

@@ -27,7 +27,7 @@ st.caption(f"Same noise into every model · {sett.describe()}")
 scale = max(1, 96 // ck.config.image_size)  # draw each sample about 96 px wide whatever the data set
 nrow = int(math.ceil(math.sqrt(sett.n)))
 methods = list(sett.methods) if sh.need_methods(sett, key, ck) else []
-labels = ["FP32", *(sh.quant_label(m, sett.bits) for m in methods)]
+labels = ["FP32", *(sh.quant_label(m, sett.bits_for(m)) for m in methods)]
 # at 32 and 64 samples fewer grids share a row, so each sample keeps about 50 px on a laptop screen; rows are
 # filled evenly (3 grids take 3 columns, not 3 of 4), so no part of a row stays empty
 per_row = PER_ROW if sett.n <= 16 else 3
@@ -49,12 +49,12 @@ results = {}
 for i, (slot, method, label) in enumerate(zip(slots[1:], methods, labels[1:])):
     with slot:
         st.markdown(f"**{label}**")
-        status.update(label=f"Quantizing with {method} at {sh.bits_text(sett.bits)} (step {2 + 2 * i} of "
+        status.update(label=f"Quantizing with {method} at {sh.bits_text(sett.bits_for(method))} (step {2 + 2 * i} of "
                             f"{steps_total}; change any setting to stop)…")
-        _, err = sh.safe(sh.quantized, key, method, sett.bits, sett.granularity, ck.model)
+        _, err = sh.safe(sh.quantized, key, method, sett.bits_for(method), sett.granularity, ck.model)
         if not err:
             status.update(label=f"Sampling with {method} (step {3 + 2 * i} of {steps_total})…")
-            res, err = sh.safe(sh.method_run, key, method, sett.bits, sett.granularity, sett.run_args(), ck,
+            res, err = sh.safe(sh.method_run, key, method, sett.bits_for(method), sett.granularity, sett.run_args(), ck,
                                sett.cal_for(method))
         if err:
             st.warning(err, icon=":material/warning:")
@@ -92,7 +92,8 @@ if results:
         fig.update_yaxes(autorange="reversed", scaleanchor="x", constrain="domain", **bare)
         fig.update_xaxes(constrain="domain", **bare)
         fig.update_layout(height=420, plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                          title=f"|FP32 − {sh.quant_label(method, sett.bits)}| per pixel, same layout as the grids; "
+                          title=f"|FP32 − {sh.quant_label(method, sett.bits_for(method))}| per pixel, same layout as "
+                                "the grids; "
                                 "one colour scale for every method")
         st.plotly_chart(fig, key="heat_chart", theme=None)  # keep the heat colour scale as drawn
 

@@ -34,7 +34,8 @@ else:
     with st.status(f"Computing the bound on {min(sett.n, sh.BOUND_SAMPLES)} samples…", expanded=False) as status:
         for m in results:
             status.update(label=f"Bound for {m} ({len(bounds) + 1}/{len(results)})…")
-            bounds[m] = sh.bound_report(key, m, sett.bits, sett.granularity, sett.run_args(), ck, sett.cal_for(m))
+            bounds[m] = sh.bound_report(key, m, sett.bits_for(m), sett.granularity, sett.run_args(), ck,
+                                        sett.cal_for(m))
         status.update(label=f"Bound computed on {min(sett.n, sh.BOUND_SAMPLES)} samples", state="complete")
 
 def positive(t: list[float], y: list[float]) -> tuple[list[float], list[float]]:

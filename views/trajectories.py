@@ -30,7 +30,8 @@ def strips() -> None:
     k = st.slider("Samples shown", 1, min(6, sett.n), min(3, sett.n), key="traj_count")
     idx = compare.even_snapshots(len(ref.times), most=SNAPSHOTS)  # evenly spaced times (0.25 apart at 8 steps)
     st.caption("t = " + " · ".join(f"{ref.times[i]:.2f}" for i in idx))
-    runs = {"FP32": ref.trajectory, **{sh.quant_label(m, sett.bits): r.run.trajectory for m, r in results.items()}}
+    runs = {"FP32": ref.trajectory,
+            **{sh.quant_label(m, sett.bits_for(m)): r.run.trajectory for m, r in results.items()}}
     cols = st.columns(min(len(runs), 4))
     scale = max(1, 64 // ck.config.image_size)
     for i, (label, traj) in enumerate(runs.items()):

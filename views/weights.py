@@ -16,8 +16,9 @@ from views import _shared as sh
 sett, key, ck, dataset = sh.page_model()
 st.title("Weights: where the levels go")
 st.markdown("The grey histogram is how one layer's FP32 weights are spread. Each coloured set of lines is the "
-            f"handful of values ({2 ** int(sett.bits)} at {sett.bits} bits) a method keeps; every weight is replaced "
-            "by its nearest line. Good levels sit where the weights are.")
+            f"handful of values ({2 ** int(sett.bits)} at {sh.bits_text(sett.bits)}; a mixed method's width varies by "
+            "layer) a method keeps; every weight is replaced by its nearest line. Good levels sit where the weights "
+            "are.")
 if not sh.need_methods(sett, key, ck):
     st.stop()
 
@@ -43,7 +44,8 @@ def layer_panel() -> None:
         index = c2.slider(what, 0, count - 1, 0, key=f"weights_slice_{sett.granularity}")
     else:
         c2.caption("One codebook for the whole tensor (tensor granularity).")
-    view = sh.layer_view(key, name, methods, sett.bits, sett.granularity, index, ck.model, sett.cal_for(*methods))
+    view = sh.layer_view(key, name, methods, sett.bits, sett.granularity, index, ck.model, sett.cal_for(*methods),
+                         sett.budget)
 
     fig = go.Figure(go.Histogram(x=view.values, nbinsx=min(120, max(20, view.values.size // 8)),
                                  name="FP32 weights", marker_color="rgba(120,120,120,0.55)"))
@@ -77,22 +79,24 @@ layer_panel()
 
 st.subheader("W2 layer by layer, whole model")
 with st.spinner("Quantizing the whole model…"):
-    rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model, sett.cal)
+    rows = sh.layer_rows(key, methods, sett.bits, sett.granularity, ck.model, sett.cal, sett.budget)
+mixed = [m for m in methods if method_spec(m).mixed]
 fig = go.Figure()
 for m in methods:
     r = [x for x in rows if x["method"] == m]
     fig.add_trace(go.Scatter(x=[x["index"] for x in r], y=[x["w2"] for x in r], mode="lines+markers", name=m,
                              text=[x["layer"] for x in r], line={"color": sh.method_color(m)},
                              hovertemplate="%{text}<br>W2 %{y:.2e}<extra>" + m + "</extra>"))
+budget = f", mixed {sett.bits_for(mixed[0]):g} bits/weight" if mixed else ""
 fig.update_layout(xaxis_title="layer (input → output)", yaxis_title="W2(FP32, quantized)", yaxis_type="log",
-                  height=380, margin={"t": 30}, legend_title=f"{sett.bits}-bit, {sh.gran_text(sett.granularity)}")
+                  height=380, margin={"t": 30},
+                  legend_title=f"{sett.bits}-bit{budget}, {sh.gran_text(sett.granularity)}")
 fig.update_yaxes(dtick="D2", tickformat=".1e")  # labels at 1, 2 and 5 per decade, not a digit at every line
 st.plotly_chart(fig, key="weights_layers")
 st.caption("Lower is better: W2 is the optimal-transport distance between a layer's FP32 weights and their "
            "quantized values. OT quantization minimises it by construction; calibrated methods trade some of it for "
            "a smaller error in what the model outputs.")
 
-mixed = [m for m in methods if method_spec(m).mixed]
 if mixed:
     st.subheader("Bits per layer under the budget")
     fig = go.Figure()
@@ -106,6 +110,6 @@ if mixed:
                       height=320, margin={"t": 30}, legend={"orientation": "h", "y": -0.3})
     fig.update_yaxes(dtick=1)
     st.plotly_chart(fig, key="weights_bits")
-    st.caption(f"A mixed method spends an average of {sett.bits} bits per weight (codebooks included) where the "
-               "measured effect of each layer on the velocity says they matter: the stem, the time embedding and the "
-               "output get many bits, the low-resolution middle as few as one.")
+    st.caption(f"A mixed method spends an average of {sett.bits_for(mixed[0]):g} bits per weight (codebooks "
+               "included) where the measured effect of each layer on the velocity says they matter: the stem, the time "
+               "embedding and the output get many bits, the low-resolution middle as few as one.")

@@ -34,3 +34,13 @@ def test_the_calibration_effort_keys_only_the_calibrated_methods():
     default = CalibConfig().steps
     assert sett.cal_for("ot") == default != 100  # a plain method's cached results survive an effort change
     assert sett.cal_for("ot-mixed-cal") == 100 and sett.cal_for("ot", "ot-cal") == 100
+
+
+def test_the_mixed_budget_goes_to_the_mixed_methods_only():
+    from views._settings import Settings
+
+    base = dict(model_id="mnist", methods=("ot", "ot-cal", "ot-mixed-cal"), bits=2, granularity="channel",
+                solver="heun", steps=8, n=16, seed=0, label=None, guidance=1.0)
+    sett = Settings(**base, budget=1.5)
+    assert (sett.bits_for("ot"), sett.bits_for("ot-cal"), sett.bits_for("ot-mixed-cal")) == (2, 2, 1.5)
+    assert Settings(**base).bits_for("ot-mixed-cal") == 2  # no budget of its own: the bit slider's

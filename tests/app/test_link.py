@@ -64,6 +64,24 @@ def test_the_calibration_effort_rides_in_the_link(tiny_zoo, monkeypatch):
     assert bad.session_state["cal_effort"] == "standard"
 
 
+def test_a_mixed_budget_between_widths_rides_in_the_link_and_reaches_the_pages(tiny_zoo, monkeypatch):
+    at = open_link(tiny_zoo, monkeypatch, data="mnist", methods="ot,ot-mixed", bits="2", budget="1.5", n="4",
+                   steps="2")
+    assert not at.exception and not at.sidebar.warning
+    assert at.session_state["budget"] == 1.5 and at.sidebar.selectbox(key="budget").value == 1.5
+    assert at.query_params["budget"] == "1.5"
+    at = goto(at, "generate")
+    assert not at.exception
+    labels = [m.value for m in at.markdown if "-bit" in m.value or "bits/weight" in m.value]
+    assert labels == ["**ot · 2-bit**", "**ot-mixed · 1.5 bits/weight**"]  # plain at the slider, mixed at the budget
+    at.sidebar.selectbox(key="budget").set_value("same as bits").run()
+    assert "budget" not in at.query_params  # said only when it is not the slider's
+    at.sidebar.multiselect(key="methods").set_value(["ot"]).run()
+    assert not at.sidebar.get("selectbox") or "budget" not in [b.key for b in at.sidebar.selectbox]
+    bad = open_link(tiny_zoo, monkeypatch, methods="ot-mixed", budget="0.3")
+    assert "`budget=0.3`" in bad.sidebar.warning[0].value and bad.session_state["budget"] == "same as bits"
+
+
 def test_cifar10_opens_at_guidance_3_and_the_link_can_say_otherwise(make_app, tiny_zoo, monkeypatch):
     at = make_app(model_id="mnist")
     assert at.session_state["guidance"] == 1.0

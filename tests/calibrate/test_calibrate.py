@@ -72,6 +72,34 @@ def test_refinement_never_ends_above_its_starting_loss(tiny_model, calib):
     assert good.end_loss < good.start_loss and not good.kept_start  # it does learn here
 
 
+def test_the_time_weighting_is_linear_and_the_plain_mean_at_one(tiny_model, calib):
+    from fmq.calibrate.refine import velocity_loss
+    from fmq.calibrate.states import time_weights
+
+    t = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    assert time_weights(t, 1.0).tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert time_weights(t, 5.0).tolist() == [5.0, 4.0, 3.0, 1.0]
+    names, _ = select_tensors(tiny_model, QuantConfig("ot", 2))
+    params = tiny_model.state_dict()
+    weights = {n: cb.dequantize() for n, cb in zip(names, quantize_tensors([params[n] for n in names], "ot", 1,
+                                                                          "channel"))}
+    idx = torch.arange(len(calib))
+    x, tt, y, v = calib.batch(idx)
+    with torch.no_grad():
+        per_state = (torch.func.functional_call(tiny_model, weights, (x, tt, y)) - v).pow(2).mean(dim=(1, 2, 3))
+    assert velocity_loss(tiny_model, weights, calib, idx, batch=7) == pytest.approx(float(per_state.mean()), rel=1e-5)
+    w = 1 + 3 * (1 - tt)  # early = 4
+    assert velocity_loss(tiny_model, weights, calib, idx, batch=7, early=4.0) == \
+        pytest.approx(float((per_state * w).sum() / w.sum()), rel=1e-5)
+    # refinement keeps its guarantee under the weighted loss it reports
+    books = dict(zip(names, (cb.with_levels_as(torch.float16) for cb in
+                             quantize_tensors([params[n] for n in names], "ot", 2, "channel"))))
+    _, log = refine_codebooks(tiny_model, books, calib, 20, batch=16, early=4.0)
+    assert log.end_loss <= log.start_loss
+    with pytest.raises(ValueError, match="early"):
+        CalibConfig(early=0)
+
+
 def test_sensitivity_is_zero_where_a_width_codes_a_tensor_exactly(tiny_model, calib):
     names, _ = select_tensors(tiny_model, QuantConfig("ot", 2))
     s = measure_sensitivity(tiny_model, names, calib, (1, 2, 8), "channel", probe=8)
