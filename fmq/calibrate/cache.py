@@ -57,7 +57,8 @@ def cached_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSet
                        granularity: str, progress=None) -> Sensitivity:
     """:func:`measure_sensitivity` for the default base (exact OT), read from disk when measured before."""
     key = _key(states=_states_key(model, cfg), names=hashlib.sha256("\n".join(names).encode()).hexdigest()[:16],
-               widths=list(cfg.widths), granularity=granularity, probe=cfg.probe)
+               widths=list(cfg.widths), granularity=granularity, probe=cfg.probe,
+               **({} if cfg.early == 1 else {"early": cfg.early}))
     path = calibration_dir() / f"sensitivity-{key}.safetensors"
     if path.is_file():
         try:
@@ -66,7 +67,8 @@ def cached_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSet
                                "ot", granularity, 0.0)
         except Exception:  # noqa: BLE001
             pass
-    s = measure_sensitivity(model, names, calib, cfg.widths, granularity, probe=cfg.probe, progress=progress)
+    s = measure_sensitivity(model, names, calib, cfg.widths, granularity, probe=cfg.probe, progress=progress,
+                            early=cfg.early)
 
     atomic_save_tensors({"widths": torch.tensor(s.widths), "err": torch.from_numpy(s.err),
                          "cost": torch.from_numpy(s.cost), "numel": torch.from_numpy(s.numel)}, path, {})

@@ -34,7 +34,7 @@ from torch.func import functional_call
 from ..quant import Codebook
 from ..quant.codebook import group_ids
 from .sensitivity import like
-from .states import CalibrationSet
+from .states import CalibrationSet, time_weights
 
 __all__ = ["RefineLog", "refine_codebooks", "velocity_loss"]
 
@@ -100,11 +100,6 @@ class _Layer:
         idx = inv[self.gid, idx]
         return Codebook(srt.contiguous(), idx.to(torch.uint8).reshape(self.shape), self.cb.shape,
                         self.cb.granularity, self.cb.bits, self.cb.method)
-
-
-def time_weights(t: torch.Tensor, early: float) -> torch.Tensor:
-    """Per-state loss weight, linear in t: ``early`` at t = 0, 1 at t = 1 (all ones when ``early`` is 1)."""
-    return 1.0 + (float(early) - 1.0) * (1.0 - t.reshape(-1).float())
 
 
 def _weighted_error(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,8 @@ from torch import nn
 from ..qconfig import CalibConfig
 from ..sampling import MAX_EVAL_SEED, integrate
 
-__all__ = ["CALIBRATION_SEED_BASE", "calibration_seeds", "CalibrationSet", "calibration_noise", "collect_states"]
+__all__ = ["CALIBRATION_SEED_BASE", "calibration_seeds", "CalibrationSet", "calibration_noise", "collect_states",
+           "time_weights"]
 
 CALIBRATION_SEED_BASE = 1 << 31  # calibration generator seeds lie in [2**31, 2**32); evaluation seeds below 2**31
 MAX_CALIBRATION_SEED = 1 << 29  # calibration draws 0..2**29 - 1 (noise, labels and null labels: three streams)
@@ -53,6 +54,11 @@ class CalibrationSet:
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         return self.x[idx], self.t[idx], None if self.y is None else self.y[idx], self.v[idx]
+
+
+def time_weights(t: torch.Tensor, early: float) -> torch.Tensor:
+    """Per-state weight of an error, linear in t: ``early`` at t = 0, 1 at t = 1 (all ones when ``early`` is 1)."""
+    return 1.0 + (float(early) - 1.0) * (1.0 - t.reshape(-1).float())
 
 
 def calibration_noise(n: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
