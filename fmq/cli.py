@@ -99,6 +99,8 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cal-steps", type=int, default=d.steps, help="refinement steps (0 = none)")
     g.add_argument("--cal-samples", type=int, default=d.samples, help="FP32 calibration trajectories")
     g.add_argument("--cal-seed", type=int, default=d.seed, help="calibration draw (never an evaluation seed)")
+    g.add_argument("--cal-early", type=float, default=d.early,
+                   help="loss weight of a state at t = 0 against t = 1, linear in t (1 = uniform; README)")
 
 
 def _calibration(a: argparse.Namespace, methods) -> object | None:
@@ -106,7 +108,7 @@ def _calibration(a: argparse.Namespace, methods) -> object | None:
     from .methods import METHODS, method_spec
     from .qconfig import CalibConfig
 
-    cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed)
+    cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed, early=a.cal_early)
     if any(method_spec(m).calibrated for m in methods):
         return cfg
     if cfg != CalibConfig():
