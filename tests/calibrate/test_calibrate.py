@@ -178,7 +178,8 @@ def test_cli_quantizes_with_a_fractional_budget_and_sweeps_calibrated_methods(ti
     text = capsys.readouterr().out
     assert "ot-mixed-cal 2.5 bits/weight" in text and "calibration:" in text and "widths:" in text
     _, cfg, _ = load_packed(out)
-    assert cfg.bits == 2.5 and cfg.calibration.steps == 5 and cfg.calibration.samples == 8 and cfg.calibration.early == 3
+    c = cfg.calibration
+    assert cfg.bits == 2.5 and (c.steps, c.samples, c.early) == (5, 8, 3)
     assert main(["quantize", "--checkpoint", str(ckpt), "--method", "ot", "--bits", "2", "--cal-steps", "5",
                  "--out", str(out)]) == 2  # calibration flags on a plain method
     assert "only apply to calibrated methods" in capsys.readouterr().err
