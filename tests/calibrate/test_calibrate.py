@@ -173,13 +173,13 @@ def test_cli_quantizes_with_a_fractional_budget_and_sweeps_calibrated_methods(ti
     ckpt = save_checkpoint(tiny_model, tmp_path / "m.safetensors", meta={"dataset": "toy"})
     out = tmp_path / "q.safetensors"
     args = ["quantize", "--checkpoint", str(ckpt), "--method", "ot-mixed-cal", "--bits", "2.5", "--cal-steps", "5",
-            "--cal-samples", "8", "--cal-early", "3", "--out", str(out)]
+            "--cal-samples", "8", "--cal-early", "2", "--out", str(out)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "ot-mixed-cal 2.5 bits/weight" in text and "calibration:" in text and "widths:" in text
     _, cfg, _ = load_packed(out)
     c = cfg.calibration
-    assert cfg.bits == 2.5 and (c.steps, c.samples, c.early) == (5, 8, 3)
+    assert cfg.bits == 2.5 and (c.steps, c.samples, c.early) == (5, 8, 2)
     assert main(["quantize", "--checkpoint", str(ckpt), "--method", "ot", "--bits", "2", "--cal-steps", "5",
                  "--out", str(out)]) == 2  # calibration flags on a plain method
     assert "only apply to calibrated methods" in capsys.readouterr().err
