@@ -78,7 +78,7 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
 
     ``books`` {method: Codebook of this layer} supplies codebooks that cannot be made from the layer alone
     (calibrated methods: take them from the quantized model's report); the others are quantized here.
-    With ``starts``, each calibrated method's codebook also gets the plain exact-OT codebook it started
+    With ``starts``, each refined method's codebook also gets the plain exact-OT codebook it started
     from, at that codebook's own width (a mixed method's width for this layer, not the sidebar's), under
     :func:`start_key` (one per width) — unless a plain ``ot`` at that width is already shown.
     """
@@ -108,7 +108,7 @@ def layer_view(model: nn.Module, name: str, methods: Sequence[str], bits: int, g
         plain_ot = {int(cb.bits) for m, cb in shown if m == "ot"}
         for m, cb in list(shown):
             b = int(cb.bits)
-            if not method_spec(m).calibrated or b in plain_ot:
+            if not method_spec(m).refined or b in plain_ot:  # unrefined: its levels are that plain OT already
                 continue
             if start_key(b) not in view.starts:
                 shown.append((start_key(b), quantize_tensor(w, "ot", b, granularity)))
