@@ -45,7 +45,7 @@ class CalibConfig:
     batch: int = 64  # calibration states per refinement step
     lr: float = 4e-3  # Adam learning rate, relative to each layer's weight scale
     assignments: bool = True  # also move weights between levels (straight-through), not only the levels
-    early: float = 3.0  # loss weight of a state at t = 0 against t = 1, linear in t (1 = uniform; README)
+    early: float = 1.0  # loss weight of a state at t = 0 against t = 1, linear in t (1 = uniform; README)
     widths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)  # widths a mixed method may give a layer
     probe: int = 32  # calibration states per sensitivity measurement of a (layer, width)
 
