@@ -102,9 +102,13 @@ class _Layer:
                         self.cb.granularity, self.cb.bits, self.cb.method)
 
 
-def _weighted_error(out: torch.Tensor, v: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Sum over states of w · (mean squared error of the state)."""
-    return ((out - v).pow(2).reshape(len(v), -1).mean(1) * w).sum()
+def _loss(out: torch.Tensor, v: torch.Tensor, t: torch.Tensor, early: float) -> torch.Tensor:
+    """Mean squared error, each state weighted by :func:`time_weights` (at ``early`` = 1 the plain mean, computed
+    as such: the same floats as the unweighted loss the shipped results were made with)."""
+    if early == 1:
+        return (out - v).pow(2).mean()
+    w = time_weights(t, early)
+    return (out - v).pow(2).reshape(len(v), -1).mean(1).mul(w).sum() / w.sum()
 
 
 def velocity_loss(model: nn.Module, weights: dict[str, torch.Tensor], calib: CalibrationSet, idx: torch.Tensor,
@@ -115,10 +119,14 @@ def velocity_loss(model: nn.Module, weights: dict[str, torch.Tensor], calib: Cal
     with torch.no_grad():
         for i in range(0, len(idx), batch):
             x, t, y, v = calib.batch(idx[i:i + batch])
-            w = time_weights(t, early)
             out = functional_call(model, weights, (x, t, y))
-            total += float(_weighted_error(out, v, w))
-            norm += float(w.sum())
+            if early == 1:  # the plain mean, summed as before the weighting existed
+                total += float((out - v).pow(2).sum())
+                norm += v.numel()
+            else:
+                w = time_weights(t, early)
+                total += float((out - v).pow(2).reshape(len(v), -1).mean(1).mul(w).sum())
+                norm += float(w.sum())
     return total / max(norm, 1e-12)
 
 
@@ -153,8 +161,7 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
         pick = train[torch.randint(len(train), (min(batch, len(train)),), generator=g)]
         x, t, y, v = calib.batch(pick)
         out = functional_call(model, {**frozen, **{n: lay.weight() for n, lay in layers.items()}}, (x, t, y))
-        w = time_weights(t, early)
-        loss = _weighted_error(out, v, w) / w.sum()
+        loss = _loss(out, v, t, early)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
