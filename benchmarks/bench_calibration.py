@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("--method", default="ot-mixed-cal")
     ap.add_argument("--budgets", nargs="+", type=float, default=[2.0, 1.5])
     ap.add_argument("--steps", type=int, default=CalibConfig().steps, help="refinement steps of the main runs")
+    ap.add_argument("--early", type=float, default=CalibConfig().early,
+                    help="the refinement's weight of a state at t = 0 against t = 1 (CalibConfig.early)")
     ap.add_argument("--curve", nargs="*", type=int, default=[], help="refinement lengths for SSIM against seconds")
     ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--cal-seeds", nargs="+", type=int, default=[0])
@@ -107,7 +109,7 @@ def main() -> None:
             os.environ["FMQ_CACHE"] = a.cache or tmp
             for i, budget in enumerate(a.budgets):
                 cfg = QuantConfig(a.method, budget, a.granularity,
-                                  calibration=CalibConfig(steps=a.steps, seed=a.cal_seeds[0]))
+                                  calibration=CalibConfig(steps=a.steps, seed=a.cal_seeds[0], early=a.early))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 total = time.perf_counter() - t0
@@ -123,7 +125,7 @@ def main() -> None:
                     write_grid(name, model, [plain, (cfg, q, rep)])
             for steps in a.curve:
                 cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
-                                  calibration=CalibConfig(steps=steps, seed=a.cal_seeds[0]))
+                                  calibration=CalibConfig(steps=steps, seed=a.cal_seeds[0], early=a.early))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 dt = time.perf_counter() - t0
@@ -132,7 +134,7 @@ def main() -> None:
                       f"({dt / unit:.1f} FP32 generations), SSIM {fmt(ev)}", flush=True)
             for seed in a.cal_seeds[1:]:
                 cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
-                                  calibration=CalibConfig(steps=a.steps, seed=seed))
+                                  calibration=CalibConfig(steps=a.steps, seed=seed, early=a.early))
                 q, rep = quantize_model(model, cfg)
                 print(f"  calibration draw {seed}: {cfg.label}, {rep.bits_per_weight:.3f} bits/weight; "
                       f"SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier))}", flush=True)
