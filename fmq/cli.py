@@ -142,7 +142,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help="velocity protocol: test images for the latent measure (the paper: up to 10,000; 0: skip)")
     p.add_argument("--no-cache", action="store_true", help="recompute every point")
     p.add_argument("--out", help="CSV path; the PNG and HTML plots are written beside it. Rows already in the file "
-                                 "for a protocol or method not swept now are kept. Without --out: print only")
+                                 "for a (protocol, method, bits) not swept now are kept. Without --out: print only")
     _add_calibration_args(p)
 
 
@@ -306,8 +306,8 @@ def _cmd_sweep(a: argparse.Namespace) -> int:
         out = Path(a.out)
         kept = merge_csv(rows_all, out, dataset=a.dataset)
         save_sweep_plots(read_results(out), out, PAPER_CLAIMS)
-        print(f"wrote {out} ({len(rows_all)} rows" + (f"; kept its {kept} rows of other protocols" if kept else "")
-              + ") with PNG and HTML plots beside it")
+        other = f"; kept its {kept} rows of other protocols, methods or widths" if kept else ""
+        print(f"wrote {out} ({len(rows_all)} rows{other}) with PNG and HTML plots beside it")
     return 0
 
 

@@ -102,16 +102,22 @@ def write_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> Path
 
 
 def merge_csv(rows: list[SweepRow], path: str | Path, dataset: str = "") -> int:
-    """:func:`write_csv` of ``rows`` into ``path``, keeping the rows already there whose (protocol, method)
-    is not among ``rows``' (values as written, extra columns too): sweeping some methods again replaces
-    their rows and keeps the others'. Returns how many were kept."""
+    """:func:`write_csv` of ``rows`` into ``path``, keeping the rows already there whose (protocol, method, bits)
+    is not among ``rows``' (values as written, extra columns too): sweeping some points again replaces those
+    rows and keeps the others' (another protocol, method or width). Returns how many were kept."""
     path = Path(path)
     old: list[dict] = []
     if path.is_file():
         with open(path, newline="") as f:
             old = list(csv.DictReader(f))
-    swept = {(r.protocol, r.method) for r in rows}
-    keep = [r for r in old if (r.get("protocol"), r.get("method")) not in swept]
+    def bits(v) -> float | None:
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return None
+
+    swept = {(r.protocol, r.method, float(r.bits)) for r in rows}
+    keep = [r for r in old if (r.get("protocol"), r.get("method"), bits(r.get("bits"))) not in swept]
     write_csv(rows, path, dataset)
     if keep:
         with open(path, newline="") as f:

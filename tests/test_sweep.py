@@ -95,12 +95,13 @@ def test_merge_keeps_the_other_protocols_and_methods_rows(model, tmp_path):
     assert [(r["protocol"], r["bits"]) for r in rows] == [("generation", 2), ("velocity", 2), ("velocity", 3)]
     assert rows[0]["ssim"] == pytest.approx(gen[0].ssim) and math.isnan(rows[0]["latent_std_var"])
     assert old_line.split(",")[:8] == path.read_text().splitlines()[1].split(",")[:8]
-    assert merge_csv(vel[:1], path, dataset="toy") == 1  # sweeping velocity again replaces its rows
-    assert [r["protocol"] for r in read_results(path)] == ["generation", "velocity"]
+    assert merge_csv(vel[:1], path, dataset="toy") == 2  # sweeping one width again replaces that row only
+    assert [(r["protocol"], r["bits"]) for r in read_results(path)] == [("generation", 2), ("velocity", 3),
+                                                                         ("velocity", 2)]
     log2 = list(iter_sweep(model, SweepConfig(methods=("log2",), bits=(2,), n=3, steps=2)))
-    assert merge_csv(log2, path, dataset="toy") == 2  # another method of a swept protocol: added beside it
+    assert merge_csv(log2, path, dataset="toy") == 3  # another method of a swept protocol: added beside it
     assert [(r["protocol"], r["method"]) for r in read_results(path)] == [
-        ("generation", "uniform"), ("velocity", "uniform"), ("generation", "log2")]
+        ("generation", "uniform"), ("velocity", "uniform"), ("velocity", "uniform"), ("generation", "log2")]
 
 
 def test_bad_config():
