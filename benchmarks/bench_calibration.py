@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,7 +43,8 @@ from fmq.zoo import checkpoint_dir, sweep_inputs  # noqa: E402
 
 
 def evaluate(model, qmodel, seeds, n, classifier):
-    """{seed: (ssim, lo, hi, acc_q, acc_fp)} of qmodel's generations against model's from the same noise."""
+    """{seed: (ssim, lo, hi, acc_q, acc_fp, per-image ssim)} of qmodel's generations against model's from the
+    same noise."""
     c = model.config
     out = {}
     for seed in seeds:
@@ -50,20 +52,28 @@ def evaluate(model, qmodel, seeds, n, classifier):
         y = torch.arange(n) % c.num_classes if c.conditional else None
         ref = generate(model, noise, y, "heun", 20)
         run = generate(qmodel, noise, y, "heun", 20)
-        s = score(ref, run).summary()
+        sc = score(ref, run)
+        s = sc.summary()
         acc_q = acc_fp = float("nan")
         if classifier is not None and y is not None:
             acc_q = float((predict(classifier, run.images) == y).float().mean())
             acc_fp = float((predict(classifier, ref.images) == y).float().mean())
-        out[seed] = (s["ssim"], s["ssim_lo"], s["ssim_hi"], acc_q, acc_fp)
+        out[seed] = (s["ssim"], s["ssim_lo"], s["ssim_hi"], acc_q, acc_fp, np.asarray(sc.ssim))
     return out
 
 
-def fmt(ev) -> str:
+TAIL = 4  # --tail: how many of the lowest per-image SSIMs to print
+
+
+def fmt(ev, tail: bool = False) -> str:
     parts = []
-    for seed, (s, lo, hi, aq, af) in ev.items():
+    for seed, (s, lo, hi, aq, af, *per_image) in ev.items():
         acc = f", class {aq:.2f} (FP32 {af:.2f})" if aq == aq else ""
-        parts.append(f"seed {seed}: {s:.3f} ({lo:.3f}-{hi:.3f}){acc}")
+        spread = ""
+        if tail and per_image:
+            img = np.sort(per_image[0])
+            spread = f", median {np.median(img):.3f}, lowest {' '.join(f'{v:.2f}' for v in img[:TAIL])}"
+        parts.append(f"seed {seed}: {s:.3f} ({lo:.3f}-{hi:.3f}){acc}{spread}")
     return "; ".join(parts)
 
 
@@ -84,6 +94,9 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="also plain ot at 2 bits, for reference")
     ap.add_argument("--grids", action="store_true",
                     help="also write assets/two_bits/<dataset>.png (FP32 / ot 2-bit / the first budget's model)")
+    ap.add_argument("--tail", action="store_true",
+                    help=f"also each seed's median per-image SSIM and its {TAIL} lowest (a few images that change "
+                         "shape pull the mean down)")
     ap.add_argument("--cache", help="calibration cache folder to use and keep (default: a fresh temporary one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -103,7 +116,7 @@ def main() -> None:
         if a.plain or a.grids:
             plain = (QuantConfig("ot", 2), *quantize_model(model, QuantConfig("ot", 2)))
             print(f"  ot 2-bit (plain): {plain[2].bits_per_weight:.3f} bits/weight; "
-                  f"{fmt(evaluate(model, plain[1], a.eval_seeds, a.n, classifier))}", flush=True)
+                  f"{fmt(evaluate(model, plain[1], a.eval_seeds, a.n, classifier), a.tail)}", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             # the first budget starts from an empty cache (the time a user waits) unless --cache says otherwise
             os.environ["FMQ_CACHE"] = a.cache or tmp
@@ -120,7 +133,7 @@ def main() -> None:
                       + ("" if i == 0 else ", states and sensitivity cached")
                       + (f"; held-out velocity MSE {ref.start_loss:.3g} -> {ref.end_loss:.3g}" if ref else ""),
                       flush=True)
-                print(f"    SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier))}", flush=True)
+                print(f"    SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier), a.tail)}", flush=True)
                 if i == 0 and a.grids:
                     write_grid(name, model, [plain, (cfg, q, rep)])
             for steps in a.curve:
@@ -137,7 +150,7 @@ def main() -> None:
                                   calibration=CalibConfig(steps=a.steps, seed=seed, early=a.early))
                 q, rep = quantize_model(model, cfg)
                 print(f"  calibration draw {seed}: {cfg.label}, {rep.bits_per_weight:.3f} bits/weight; "
-                      f"SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier))}", flush=True)
+                      f"SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier), a.tail)}", flush=True)
 
 
 if __name__ == "__main__":
