@@ -85,8 +85,25 @@ class _Layer:
         return perm[self.gid, pos]
 
     def weight(self) -> torch.Tensor:
-        self.idx = self.assign()
-        q = self.levels[self.gid, self.idx]
+        if self.latent is None:
+            q = self.levels[self.gid, self.idx]
+        elif self.dense:  # (G, n) rows: each latent takes its row's nearest level, read from the sorted levels
+            srt = self.levels.sort(dim=1).values  # differentiable: the gradient reaches the level it came from
+            lat = self.latent.detach().reshape(len(srt), -1)
+            if srt.shape[1] == 1:
+                q = srt.expand(-1, lat.shape[1])
+            else:
+                mids = (0.5 * (srt[:, 1:] + srt[:, :-1])).detach().contiguous()
+                q = srt.gather(1, torch.searchsorted(mids, lat.contiguous()))
+            q = q.reshape(-1) + (self.latent - self.latent.detach())
+        else:
+            q = self.levels[self.gid, self.assign()] + (self.latent - self.latent.detach())
+        return like(q.reshape(self.shape).to(self.ref.dtype), self.ref)
+
+    def weight_by_index(self) -> torch.Tensor:
+        """:meth:`weight` by the general path (nearest-level indices, then a lookup): the reference the dense
+        path is tested against."""
+        q = self.levels[self.gid, self.assign()]
         if self.latent is not None:
             q = q + (self.latent - self.latent.detach())
         return like(q.reshape(self.shape).to(self.ref.dtype), self.ref)

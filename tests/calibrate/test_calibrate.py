@@ -100,6 +100,28 @@ def test_the_time_weighting_is_linear_and_the_plain_mean_at_one(tiny_model, cali
         CalibConfig(early=0)
 
 
+@pytest.mark.parametrize("granularity", ["channel", "tensor", "group:8", "group:7"])
+def test_the_dense_weight_path_equals_the_index_path(granularity):
+    from fmq.calibrate.refine import _Layer
+
+    torch.manual_seed(0)
+    w = torch.randn(6, 5, 3, 3)
+    w[2] = 0.25  # a channel of one value: its levels coincide
+    for bits in (1, 2, 4):
+        (cb,) = quantize_tensors([w], "ot", bits, granularity)
+        a, b = _Layer(cb, w, True), _Layer(cb, w, True)
+        with torch.no_grad():  # latents moved off the start, so that some weights change level
+            for lay in (a, b):
+                lay.latent.add_(0.3 * torch.randn(lay.latent.shape, generator=torch.Generator().manual_seed(bits)))
+        r = torch.randn(w.shape)
+        qa, qb = a.weight(), b.weight_by_index()
+        assert torch.equal(qa, qb)
+        (qa * r).sum().backward()
+        (qb * r).sum().backward()
+        assert torch.allclose(a.levels.grad, b.levels.grad, atol=1e-5)
+        assert torch.equal(a.latent.grad, b.latent.grad)
+
+
 def test_sensitivity_is_zero_where_a_width_codes_a_tensor_exactly(tiny_model, calib):
     names, _ = select_tensors(tiny_model, QuantConfig("ot", 2))
     s = measure_sensitivity(tiny_model, names, calib, (1, 2, 8), "channel", probe=8)
