@@ -108,5 +108,14 @@ if two_bits:
                 st.caption(" · ".join(f"{m}: SSIM {d[m]['ssim']:.2f} at {d[m]['bits_per_weight']:.2f} bits/weight"
                                       for m in ("ot", "ot-mixed-cal") if m in d)
                            + f" · {d['n']} samples, seed {d['seed']}, Heun 20 steps")
-    st.page_link("views/generate.py", label="Try it on Generate: pick ot-mixed-cal in the sidebar",
-                 icon=":material/image:")
+    here = st.session_state.get("model_id", "mnist")
+    here = here if here in zoo.ZOO else "mnist"  # an upload cannot ride in a link
+    c1, c2 = st.columns(2)
+    try_it = {"data": here, "methods": "ot,ot-mixed-cal", "bits": "2", "effort": "quick"}
+    c1.page_link("views/generate.py", label="Try it: ot against ot-mixed-cal at 2 bits per weight",
+                 icon=":material/image:", query_params=try_it,
+                 help="The quick effort: about 40 s of calibration on two cores for MNIST, two minutes for the "
+                      "colour sets, once per model; every page then reuses it.")
+    c2.page_link("views/generate.py", label="Lower: ot-mixed-cal at 1.5 bits per weight",
+                 icon=":material/trending_down:", query_params={**try_it, "budget": "1.5"},
+                 help="The mixed budget may lie between whole widths: some layers get 1 bit, others more.")

@@ -178,3 +178,19 @@ def test_home_lists_shipped_models(make_app):
     assert set(at.sidebar.selectbox(key="model_id").options) >= {"MNIST digits", "Fashion-MNIST"}
     two_bits = len(list((ROOT / "assets" / "two_bits").glob("*.png")))  # FP32 / 2-bit / calibrated, one per set
     assert len(at.get("image")) == len(SHAPES) + two_bits  # one sample grid per shipped model (file, or drawn live)
+
+
+def test_home_links_open_the_calibrated_comparison_on_the_chosen_model(make_app):
+    from urllib.parse import parse_qsl
+
+    from fmq.compare import method_names
+    from views import _link
+
+    at = make_app(model_id="fashion_mnist")
+    links = {link.proto.label: dict(parse_qsl(link.proto.query_string)) for link in at.get("page_link")}
+    two = links["Try it: ot against ot-mixed-cal at 2 bits per weight"]
+    lower = links["Lower: ot-mixed-cal at 1.5 bits per weight"]
+    assert two["data"] == lower["data"] == "fashion_mnist" and lower["budget"] == "1.5" and "budget" not in two
+    models = {m: m for m in SHAPES}
+    for params in (two, lower):  # every value is one the link reader takes
+        assert _link._parse(params, models, method_names())[1] == []
