@@ -10,8 +10,10 @@ weight the network sees is
 so the levels get the summed gradient of their weights, and a latent that drifts past the midpoint of
 two levels moves its weight to the other level. With ``assignments`` off, the indices stay those of the
 start and only the levels move. The loss is the mean squared velocity error against FP32 on batches of
-calibration states (x_t, t, y), minimised by Adam (learning rate ``lr`` times each tensor's weight
-standard deviation, cosine decay to zero).
+calibration states (x_t, t, y) (with ``early`` > 1, each state weighted linearly in t, ``early`` times more at
+t = 0 than at t = 1), minimised by Adam (learning rate ``lr`` times each tensor's weight standard deviation,
+cosine decay to zero). Dense layers (equal, contiguous groups) read each latent's level from the sorted levels
+by one gather; ragged groups look the index up.
 
 Guarantee: the loss on a fixed set of held-out calibration states is measured before and after; if the
 refined codebooks are not better there, the starting ones are returned. So refinement never ends above
