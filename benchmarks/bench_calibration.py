@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=CalibConfig().steps, help="refinement steps of the main runs")
     ap.add_argument("--early", type=float, default=CalibConfig().early,
                     help="the refinement's weight of a state at t = 0 against t = 1 (CalibConfig.early)")
+    ap.add_argument("--restarts", type=int, default=CalibConfig().restarts,
+                    help="refinement runs kept by held-out loss (CalibConfig.restarts)")
     ap.add_argument("--curve", nargs="*", type=int, default=[], help="refinement lengths for SSIM against seconds")
     ap.add_argument("--eval-seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--cal-seeds", nargs="+", type=int, default=[0])
@@ -99,6 +101,10 @@ def main() -> None:
                          "shape pull the mean down)")
     ap.add_argument("--cache", help="calibration cache folder to use and keep (default: a fresh temporary one)")
     a = ap.parse_args()
+
+    def cal(steps: int, seed: int) -> CalibConfig:
+        return CalibConfig(steps=steps, seed=seed, early=a.early, restarts=a.restarts)
+
     torch.set_num_threads(a.threads)
     from fmq.checkpoint import load_checkpoint
 
@@ -122,7 +128,7 @@ def main() -> None:
             os.environ["FMQ_CACHE"] = a.cache or tmp
             for i, budget in enumerate(a.budgets):
                 cfg = QuantConfig(a.method, budget, a.granularity,
-                                  calibration=CalibConfig(steps=a.steps, seed=a.cal_seeds[0], early=a.early))
+                                  calibration=cal(a.steps, a.cal_seeds[0]))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 total = time.perf_counter() - t0
@@ -131,14 +137,16 @@ def main() -> None:
                 print(f"  {cfg.label}: {rep.bits_per_weight:.3f} bits/weight (codebooks and widths included); "
                       f"{total:.1f} s = {total / unit:.1f} FP32 generations ({stages})"
                       + ("" if i == 0 else ", states and sensitivity cached")
-                      + (f"; held-out velocity MSE {ref.start_loss:.3g} -> {ref.end_loss:.3g}" if ref else ""),
+                      + (f"; held-out velocity MSE {ref.start_loss:.3g} -> {ref.end_loss:.3g}" if ref else "")
+                      + (" (runs: " + ", ".join(f"{v:.3g}" for v in ref.run_losses) + ")"
+                         if ref and len(ref.run_losses) > 1 else ""),
                       flush=True)
                 print(f"    SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier), a.tail)}", flush=True)
                 if i == 0 and a.grids:
                     write_grid(name, model, [plain, (cfg, q, rep)])
             for steps in a.curve:
                 cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
-                                  calibration=CalibConfig(steps=steps, seed=a.cal_seeds[0], early=a.early))
+                                  calibration=cal(steps, a.cal_seeds[0]))
                 t0 = time.perf_counter()
                 q, rep = quantize_model(model, cfg)
                 dt = time.perf_counter() - t0
@@ -147,7 +155,7 @@ def main() -> None:
                       f"({dt / unit:.1f} FP32 generations), SSIM {fmt(ev)}", flush=True)
             for seed in a.cal_seeds[1:]:
                 cfg = QuantConfig(a.method, a.budgets[0], a.granularity,
-                                  calibration=CalibConfig(steps=a.steps, seed=seed, early=a.early))
+                                  calibration=cal(a.steps, seed))
                 q, rep = quantize_model(model, cfg)
                 print(f"  calibration draw {seed}: {cfg.label}, {rep.bits_per_weight:.3f} bits/weight; "
                       f"SSIM {fmt(evaluate(model, q, a.eval_seeds, a.n, classifier), a.tail)}", flush=True)

@@ -101,6 +101,8 @@ def _add_calibration_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cal-seed", type=int, default=d.seed, help="calibration draw (never an evaluation seed)")
     g.add_argument("--cal-early", type=float, default=d.early,
                    help="loss weight of a state at t = 0 against t = 1, linear in t (1 = uniform; README)")
+    g.add_argument("--cal-restarts", type=int, default=d.restarts,
+                   help="refinement runs on other batch orders, the least held-out loss kept (costs that many times)")
 
 
 def _calibration(a: argparse.Namespace, methods) -> object | None:
@@ -108,7 +110,8 @@ def _calibration(a: argparse.Namespace, methods) -> object | None:
     from .methods import METHODS, method_spec
     from .qconfig import CalibConfig
 
-    cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed, early=a.cal_early)
+    cfg = CalibConfig(steps=a.cal_steps, samples=a.cal_samples, seed=a.cal_seed, early=a.cal_early,
+                      restarts=a.cal_restarts)
     if any(method_spec(m).calibrated for m in methods):
         return cfg
     if cfg != CalibConfig():

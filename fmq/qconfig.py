@@ -46,11 +46,12 @@ class CalibConfig:
     lr: float = 4e-3  # Adam learning rate, relative to each layer's weight scale
     assignments: bool = True  # also move weights between levels (straight-through), not only the levels
     early: float = 1.0  # loss weight of a state at t = 0 against t = 1, linear in t (1 = uniform; README)
+    restarts: int = 1  # refinement runs on other batch orders; the least held-out loss is kept (README)
     widths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)  # widths a mixed method may give a layer
     probe: int = 32  # calibration states per sensitivity measurement of a (layer, width)
 
     def __post_init__(self) -> None:
-        for name in ("samples", "traj_steps", "batch", "probe"):
+        for name in ("samples", "traj_steps", "batch", "probe", "restarts"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"calibration {name} must be a positive integer, got {v!r}")

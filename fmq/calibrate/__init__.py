@@ -130,6 +130,7 @@ def calibrated_codebooks(model: nn.Module, names: list[str], config: QuantConfig
         t0 = time.perf_counter()
         books, log.refine = refine_codebooks(model, books, calibration, cc.steps, cc.batch, cc.lr, cc.assignments,
                                              cc.seed, cc.early,
-                                             progress=lambda d, n, loss: tell("refinement", d, n, loss))
+                                             progress=lambda d, n, loss: tell("refinement", d, n, loss),
+                                             restarts=cc.restarts)
         log.seconds["refinement"] = time.perf_counter() - t0
     return {n: books[n] for n in names}, log

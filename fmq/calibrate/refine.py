@@ -49,6 +49,7 @@ class RefineLog:
     start_loss: float = float("nan")  # held-out loss of the starting codebooks
     end_loss: float = float("nan")  # held-out loss of the returned codebooks
     kept_start: bool = False  # refinement did not help on held-out states: the start was returned
+    run_losses: list[float] = field(default_factory=list)  # held-out loss at the end of each run (restarts)
     seconds: float = 0.0
 
 
@@ -151,13 +152,15 @@ def velocity_loss(model: nn.Module, weights: dict[str, torch.Tensor], calib: Cal
 
 def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: CalibrationSet, steps: int,
                      batch: int = 64, lr: float = 2e-3, assignments: bool = True, seed: int = 0,
-                     early: float = 1.0, progress: Callable[[int, int, float], None] | None = None
-                     ) -> tuple[dict[str, Codebook], RefineLog]:
+                     early: float = 1.0, progress: Callable[[int, int, float], None] | None = None,
+                     restarts: int = 1) -> tuple[dict[str, Codebook], RefineLog]:
     """Refined copies of ``books`` (tensor name -> Codebook of ``model``'s tensor) and a log.
 
-    ``progress(step, steps, loss)`` is called every few steps (an exception raised there stops the run,
-    nothing having been changed). ``model`` (in eval mode) is never modified: its tensors are read, and
-    the refined ones go in through ``torch.func.functional_call``.
+    ``restarts`` > 1 runs the refinement that many times from the same start on other batch orders and keeps
+    the run with the least loss on the held-out states (the same states for every run; the first run is the
+    one ``restarts`` = 1 gives). ``progress(step, steps, loss)`` is called every few steps, counting over all
+    runs (an exception raised there stops it, nothing having been changed). ``model`` (in eval mode) is never
+    modified: its tensors are read, and the refined ones go in through ``torch.func.functional_call``.
     """
     t0 = time.perf_counter()
     log = RefineLog()
@@ -168,30 +171,40 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
     train = order[len(held):] if len(calib) > len(held) else order
     start = {n: like(cb.dequantize().to(params[n].dtype), params[n]) for n, cb in books.items()}
     log.start_loss = velocity_loss(model, start, calib, held, early=early)
+    kept = dict(books)
+    log.end_loss, out_books = log.start_loss, kept
     if steps == 0:
-        log.end_loss, log.kept_start, log.seconds = log.start_loss, True, time.perf_counter() - t0
-        return dict(books), log
-    layers = {n: _Layer(cb, params[n], assignments) for n, cb in books.items()}
-    opt = torch.optim.Adam([{"params": lay.params(), "lr": lr * lay.scale} for lay in layers.values()],
-                           fused=True)  # one kernel for all tensors: 3 ms a step instead of 9 (MNIST)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        log.kept_start, log.seconds = True, time.perf_counter() - t0
+        return out_books, log
     frozen = {n: p.detach() for n, p in model.named_parameters()}  # no gradient ever reaches the model
-    for step in range(steps):
-        pick = train[torch.randint(len(train), (min(batch, len(train)),), generator=g)]
-        x, t, y, v = calib.batch(pick)
-        out = functional_call(model, {**frozen, **{n: lay.weight() for n, lay in layers.items()}}, (x, t, y))
-        loss = _loss(out, v, t, early)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        log.losses.append(float(loss.detach()))
-        if progress is not None and (step % 5 == 4 or step == steps - 1):
-            progress(step + 1, steps, float(np.mean(log.losses[-5:])))
-    out_books = {n: lay.codebook(lay.levels.detach().to(torch.float16).float()) for n, lay in layers.items()}
-    end = {n: like(cb.dequantize().to(params[n].dtype), params[n]) for n, cb in out_books.items()}
-    log.end_loss = velocity_loss(model, end, calib, held, early=early)
-    if not log.end_loss <= log.start_loss:
-        out_books, log.end_loss, log.kept_start = dict(books), log.start_loss, True
+    total = steps * restarts
+    for run in range(restarts):
+        if run > 0:  # another batch order; the held-out states stay the same
+            g = torch.Generator().manual_seed(20_011 + int(seed) + 104_729 * run)
+        layers = {n: _Layer(cb, params[n], assignments) for n, cb in books.items()}
+        opt = torch.optim.Adam([{"params": lay.params(), "lr": lr * lay.scale} for lay in layers.values()],
+                               fused=True)  # one kernel for all tensors: 3 ms a step instead of 9 (MNIST)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        for step in range(steps):
+            pick = train[torch.randint(len(train), (min(batch, len(train)),), generator=g)]
+            x, t, y, v = calib.batch(pick)
+            out = functional_call(model, {**frozen, **{n: lay.weight() for n, lay in layers.items()}}, (x, t, y))
+            loss = _loss(out, v, t, early)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            log.losses.append(float(loss.detach()))
+            done = run * steps + step + 1
+            if progress is not None and (done % 5 == 0 or done == total):
+                progress(done, total, float(np.mean(log.losses[-5:])))
+        got = {n: lay.codebook(lay.levels.detach().to(torch.float16).float()) for n, lay in layers.items()}
+        end = {n: like(cb.dequantize().to(params[n].dtype), params[n]) for n, cb in got.items()}
+        loss_end = velocity_loss(model, end, calib, held, early=early)
+        log.run_losses.append(loss_end)
+        if loss_end <= log.end_loss:
+            out_books, log.end_loss = got, loss_end
+    log.kept_start = out_books is kept
     log.seconds = time.perf_counter() - t0
     return out_books, log

@@ -122,6 +122,26 @@ def test_the_dense_weight_path_equals_the_index_path(granularity):
         assert torch.equal(a.latent.grad, b.latent.grad)
 
 
+def test_restarts_keep_the_run_with_the_least_held_out_loss(tiny_model, calib):
+    names, _ = select_tensors(tiny_model, QuantConfig("ot", 2))
+    params = tiny_model.state_dict()
+    books = dict(zip(names, (cb.with_levels_as(torch.float16) for cb in
+                             quantize_tensors([params[n] for n in names], "ot", 2, "channel"))))
+    one, log1 = refine_codebooks(tiny_model, books, calib, 12, batch=16)
+    seen = []
+    three, log3 = refine_codebooks(tiny_model, books, calib, 12, batch=16, restarts=3,
+                                   progress=lambda d, n, loss: seen.append((d, n)))
+    assert len(log3.run_losses) == 3 and len(log3.losses) == 36 and seen[-1] == (36, 36)
+    assert log3.run_losses[0] == log1.end_loss  # the first run is the single run, state for state
+    assert log3.end_loss == min([log3.start_loss, *log3.run_losses]) <= log1.end_loss
+    best = int(np.argmin(log3.run_losses))
+    assert len(set(log3.run_losses)) > 1  # other batch orders, other codebooks
+    if best == 0:
+        assert all(torch.equal(three[n].levels, one[n].levels) for n in names)
+    with pytest.raises(ValueError, match="restarts"):
+        CalibConfig(restarts=0)
+
+
 def test_sensitivity_is_zero_where_a_width_codes_a_tensor_exactly(tiny_model, calib):
     names, _ = select_tensors(tiny_model, QuantConfig("ot", 2))
     s = measure_sensitivity(tiny_model, names, calib, (1, 2, 8), "channel", probe=8)
@@ -195,13 +215,13 @@ def test_cli_quantizes_with_a_fractional_budget_and_sweeps_calibrated_methods(ti
     ckpt = save_checkpoint(tiny_model, tmp_path / "m.safetensors", meta={"dataset": "toy"})
     out = tmp_path / "q.safetensors"
     args = ["quantize", "--checkpoint", str(ckpt), "--method", "ot-mixed-cal", "--bits", "2.5", "--cal-steps", "5",
-            "--cal-samples", "8", "--cal-early", "2", "--out", str(out)]
+            "--cal-samples", "8", "--cal-early", "2", "--cal-restarts", "2", "--out", str(out)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "ot-mixed-cal 2.5 bits/weight" in text and "calibration:" in text and "widths:" in text
     _, cfg, _ = load_packed(out)
     c = cfg.calibration
-    assert cfg.bits == 2.5 and (c.steps, c.samples, c.early) == (5, 8, 2)
+    assert cfg.bits == 2.5 and (c.steps, c.samples, c.early, c.restarts) == (5, 8, 2, 2)
     assert main(["quantize", "--checkpoint", str(ckpt), "--method", "ot", "--bits", "2", "--cal-steps", "5",
                  "--out", str(out)]) == 2  # calibration flags on a plain method
     assert "only apply to calibrated methods" in capsys.readouterr().err
