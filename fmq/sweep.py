@@ -24,8 +24,9 @@ beside them fmq's ``latent_var_ratio``, the mean over components of var_q / var_
 they are measured on the paper's inputs (up to 10,000 test images in [0, 1]); under ``generation`` on the
 few hundred test images in [-1, 1] the caller gives.
 
-Every (method, bits) point is cached as JSON keyed by the checkpoint's hash and the configuration, so a
-repeated or interrupted sweep reuses what it has.
+Every (method, bits) point is cached as JSON keyed by the checkpoint's hash and what makes that point (the
+sampling settings, granularity, scope, and a calibrated method's calibration; not which other points the
+sweep has), so a repeated or interrupted sweep, or one of other points that shares some, reuses what it has.
 """
 
 from __future__ import annotations
@@ -187,16 +188,20 @@ def iter_sweep(
         real = (eval_images[: cfg.n] + 1) / 2 if velocity else eval_images[: cfg.n]
         if latent_images > 0:
             latent_images_ = (eval_images[:latent_images] + 1) / 2 if velocity else eval_images
-    key_base = {"model": fingerprint(model)[:16], "sweep": cfg.to_dict(), "classifier": classifier is not None,
+    # a point's key: what makes that point, not which other points the sweep has (so another sweep reuses it)
+    setting = {k: v for k, v in cfg.to_dict().items() if k not in ("methods", "bits", "calibration")}
+    key_base = {"model": fingerprint(model)[:16], "sweep": setting, "classifier": classifier is not None,
                 "real": None if eval_images is None else hashlib.sha256(eval_images.numpy().tobytes()).hexdigest()[:16],
-                "extra": extra_fn is not None, "version": 2}  # 2: the paper's velocity formulas and latent measure
+                "extra": extra_fn is not None, "version": 3}  # 3: keyed by the point, not the whole sweep
     if velocity and latent_images != PAPER_LATENT_IMAGES:
         key_base["latent_images"] = latent_images
     ref_run = ref_vel = ref_var = None
     extra0: dict = {}
     for method, bits in cfg.points():
-        key = hashlib.sha256(json.dumps({**key_base, "method": method, "bits": bits}, sort_keys=True)
-                             .encode()).hexdigest()[:24]
+        point = {**key_base, "method": method, "bits": bits}
+        if method_spec(method).calibrated:
+            point["calibration"] = cfg.calibration.to_dict()
+        key = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:24]
         path = cache_dir() / f"{key}.json"
         if use_cache and path.is_file():
             yield SweepRow(**json.loads(path.read_text()))

@@ -56,6 +56,10 @@ def test_cache_is_reused_and_keyed_by_config(model):
     assert again.seconds == first.seconds  # read back, not recomputed
     other = list(iter_sweep(model, SweepConfig(methods=("uniform",), bits=(2,), n=4, steps=3)))[0]
     assert other.steps == 3 and other.seconds != first.seconds
+    # a sweep of other points reuses the points it shares, whatever else it sweeps
+    wider = list(iter_sweep(model, SweepConfig(methods=("uniform", "ot"), bits=(2, 3), n=4, steps=2)))
+    assert [(r.method, r.bits) for r in wider] == [("uniform", 2), ("uniform", 3), ("ot", 2), ("ot", 3)]
+    assert next(r for r in wider if (r.method, r.bits) == ("uniform", 2)).seconds == first.seconds
 
 
 def test_velocity_protocol_is_the_papers_formulas_on_the_first_test_images(model):
