@@ -124,7 +124,7 @@ class _Layer:
 
 def _loss(out: torch.Tensor, v: torch.Tensor, t: torch.Tensor, early: float) -> torch.Tensor:
     """Mean squared error, each state weighted by :func:`time_weights` (at ``early`` = 1 the plain mean, computed
-    as such: the same floats as the unweighted loss the shipped results were made with)."""
+    as such: the same formula as before the weighting existed)."""
     if early == 1:
         return (out - v).pow(2).mean()
     w = time_weights(t, early)

@@ -79,7 +79,7 @@ def measure_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSe
     x, t, y, v = calib.batch(probe_indices(len(calib), probe, calib.seed))
     tw = time_weights(t, early)
     tw = tw / tw.sum()
-    weighted = early != 1  # at 1 the plain mean, computed as such (the floats of the shipped results)
+    weighted = early != 1  # at 1 the plain mean, computed as such (the same floats as before the weighting existed)
     err = np.zeros((len(names), len(widths)))
     cost = np.zeros((len(names), len(widths)), dtype=np.int64)
     mse = np.zeros_like(err)
