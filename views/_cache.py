@@ -17,7 +17,7 @@ from fmq import compare, layerview, results, zoo
 from fmq.checkpoint import Checkpoint
 from fmq.sampling import make_noise
 from views._calibration import DEFAULT_STEPS, calibrated, quant_config, store, stored
-from views._settings import Settings
+from views._settings import Settings, bits_for
 
 
 def _inputs(ck: Checkpoint, n: int, seed: int, label: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -55,16 +55,10 @@ def method_run(key: str, method: str, bits: int, granularity: str, run_args: tup
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _bits_for(method: str, bits: int, budget: int | float | None) -> int | float:
-    from fmq.methods import method_spec
-
-    return budget if budget is not None and method_spec(method).mixed else bits
-
-
 def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granularity: str, index: int,
                _model, cal: int = DEFAULT_STEPS, budget: int | float | None = None) -> layerview.LayerView:
     """One layer's view; a mixed method's codebooks come from its model at ``budget`` (None: ``bits``)."""
-    books = {m: quantized(key, m, _bits_for(m, bits, budget), granularity, _model, cal).report.codebooks
+    books = {m: quantized(key, m, bits_for(m, bits, budget), granularity, _model, cal).report.codebooks
              for m in methods if calibrated(m)}
     return layerview.layer_view(_model, name, methods, bits, granularity, index,
                                 books={m: b[name] for m, b in books.items() if name in b}, starts=True)
@@ -73,7 +67,7 @@ def layer_view(key: str, name: str, methods: tuple[str, ...], bits: int, granula
 def layer_rows(key: str, methods: tuple[str, ...], bits: int, granularity: str, _model,
                cal: int = DEFAULT_STEPS, budget: int | float | None = None) -> list[dict]:
     """Per-layer W2/MSE of every method, from the (cached) quantized models' reports (mixed ones at ``budget``)."""
-    reports = {m: quantized(key, m, _bits_for(m, bits, budget), granularity, _model,
+    reports = {m: quantized(key, m, bits_for(m, bits, budget), granularity, _model,
                             cal if calibrated(m) else DEFAULT_STEPS).report for m in methods}
     return layerview.layer_table(reports)
 

@@ -36,10 +36,7 @@ class Settings:
 
     def bits_for(self, method: str) -> int | float:
         """What ``method`` is asked for: the mixed budget for a mixed method (when one is set), else the bits."""
-        from fmq.methods import METHODS
-
-        spec = METHODS.get(method)
-        return self.budget if self.budget is not None and spec is not None and spec.mixed else self.bits
+        return bits_for(method, self.bits, self.budget)
 
     def cal_for(self, *methods: str) -> int:
         """The refinement steps that matter to ``methods``: the effort's when one of them is calibrated, else the
@@ -57,6 +54,14 @@ class Settings:
         cls = "" if self.label is None else f", class {self.label}"
         return (f"{self.n} samples, {describe_steps(self.solver, self.steps)}, seed {self.seed}{cls}"
                 f", guidance {self.guidance:g}, codebooks {gran_text(self.granularity)}")
+
+
+def bits_for(method: str, bits: int, budget: int | float | None) -> int | float:
+    """``budget`` for a mixed method when there is one, else ``bits`` (the one rule; Settings.bits_for uses it)."""
+    from fmq.methods import METHODS
+
+    spec = METHODS.get(method)
+    return budget if budget is not None and spec is not None and spec.mixed else bits
 
 
 def bits_text(bits: int | float) -> str:

@@ -44,3 +44,7 @@ def test_the_mixed_budget_goes_to_the_mixed_methods_only():
     sett = Settings(**base, budget=1.5)
     assert (sett.bits_for("ot"), sett.bits_for("ot-cal"), sett.bits_for("ot-mixed-cal")) == (2, 2, 1.5)
     assert Settings(**base).bits_for("ot-mixed-cal") == 2  # no budget of its own: the bit slider's
+    from views import _cache
+
+    # the Weights panel's view stays a cached function (a helper once slid in under its decorator)
+    assert hasattr(_cache.layer_view, "clear") and _cache.bits_for("ot-mixed", 2, 1.5) == 1.5
