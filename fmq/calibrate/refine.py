@@ -36,7 +36,7 @@ from torch.func import functional_call
 from ..quant import Codebook
 from ..quant.codebook import group_ids
 from .sensitivity import like
-from .states import CalibrationSet, time_weights
+from .states import CalibrationSet, squared_error
 
 __all__ = ["RefineLog", "refine_codebooks", "velocity_loss"]
 
@@ -103,14 +103,6 @@ class _Layer:
             q = self.levels[self.gid, self.assign()] + (self.latent - self.latent.detach())
         return like(q.reshape(self.shape).to(self.ref.dtype), self.ref)
 
-    def weight_by_index(self) -> torch.Tensor:
-        """:meth:`weight` by the general path (nearest-level indices, then a lookup): the reference the dense
-        path is tested against."""
-        q = self.levels[self.gid, self.assign()]
-        if self.latent is not None:
-            q = q + (self.latent - self.latent.detach())
-        return like(q.reshape(self.shape).to(self.ref.dtype), self.ref)
-
     @torch.no_grad()
     def codebook(self, levels: torch.Tensor) -> Codebook:
         """The final codebook for ``levels`` (fp16 values): assignments for them, levels sorted per group."""
@@ -122,31 +114,16 @@ class _Layer:
                         self.cb.granularity, self.cb.bits, self.cb.method)
 
 
-def _loss(out: torch.Tensor, v: torch.Tensor, t: torch.Tensor, early: float) -> torch.Tensor:
-    """Mean squared error, each state weighted by :func:`time_weights` (at ``early`` = 1 the plain mean, computed
-    as such: the same formula as before the weighting existed)."""
-    if early == 1:
-        return (out - v).pow(2).mean()
-    w = time_weights(t, early)
-    return (out - v).pow(2).reshape(len(v), -1).mean(1).mul(w).sum() / w.sum()
-
-
 def velocity_loss(model: nn.Module, weights: dict[str, torch.Tensor], calib: CalibrationSet, idx: torch.Tensor,
                   batch: int = 128, early: float = 1.0) -> float:
     """Mean squared velocity error against FP32 of ``model`` with ``weights`` swapped in, on states ``idx``
-    (each state weighted by :func:`time_weights`; the plain mean when ``early`` is 1)."""
+    (each state weighted by :func:`.states.time_weights`; the plain mean when ``early`` is 1)."""
     total, norm = 0.0, 0.0
     with torch.no_grad():
         for i in range(0, len(idx), batch):
             x, t, y, v = calib.batch(idx[i:i + batch])
-            out = functional_call(model, weights, (x, t, y))
-            if early == 1:  # the plain mean, summed as before the weighting existed
-                total += float((out - v).pow(2).sum())
-                norm += v.numel()
-            else:
-                w = time_weights(t, early)
-                total += float((out - v).pow(2).reshape(len(v), -1).mean(1).mul(w).sum())
-                norm += float(w.sum())
+            s, n = squared_error(functional_call(model, weights, (x, t, y)), v, t, early)
+            total, norm = total + float(s), norm + n
     return total / max(norm, 1e-12)
 
 
@@ -190,7 +167,8 @@ def refine_codebooks(model: nn.Module, books: dict[str, Codebook], calib: Calibr
             pick = train[torch.randint(len(train), (min(batch, len(train)),), generator=g)]
             x, t, y, v = calib.batch(pick)
             out = functional_call(model, {**frozen, **{n: lay.weight() for n, lay in layers.items()}}, (x, t, y))
-            loss = _loss(out, v, t, early)
+            s, n = squared_error(out, v, t, early)
+            loss = s / n
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

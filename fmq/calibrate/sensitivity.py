@@ -30,7 +30,7 @@ from torch.func import functional_call
 
 from ..methods import WIDTH_BITS
 from ..quant import Codebook, quantize_tensors
-from .states import CalibrationSet, time_weights
+from .states import CalibrationSet, squared_error
 
 __all__ = ["Sensitivity", "WIDTH_BITS", "measure_sensitivity", "codebook_cost", "probe_indices", "like"]
 
@@ -71,15 +71,12 @@ def measure_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSe
                         granularity: str, base: str = "ot", probe: int = 32, measured: int = 3,
                         progress: Callable[[int, int], None] | None = None, early: float = 1.0) -> Sensitivity:
     """err[l, j] and cost[l, j] for every tensor in ``names`` and width in ``widths``; each probe state's
-    error weighted as the refinement weighs it (:func:`.states.time_weights` with ``early``)."""
+    error weighted as the refinement weighs it (:func:`.states.squared_error` with ``early``)."""
     import time
 
     t0 = time.perf_counter()
     params = dict(model.state_dict())
     x, t, y, v = calib.batch(probe_indices(len(calib), probe, calib.seed))
-    tw = time_weights(t, early)
-    tw = tw / tw.sum()
-    weighted = early != 1  # at 1 the plain mean, computed as such (the same floats as before the weighting existed)
     err = np.zeros((len(names), len(widths)))
     cost = np.zeros((len(names), len(widths)), dtype=np.int64)
     mse = np.zeros_like(err)
@@ -98,8 +95,8 @@ def measure_sensitivity(model: nn.Module, names: list[str], calib: CalibrationSe
                 err[i, j] = err[i, last] * mse[i, j] / mse[i, last] if mse[i, last] > 0 else 0.0
                 continue
             out = functional_call(model, {**frozen, name: like(wq, ref)}, (x, t, y))
-            sq = (out - v).pow(2)
-            err[i, j] = float((sq.reshape(len(v), -1).mean(1) * tw).sum() if weighted else sq.mean())
+            s, n = squared_error(out, v, t, early)
+            err[i, j] = float(s) / n
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -22,7 +22,7 @@ from ..qconfig import CalibConfig
 from ..sampling import MAX_EVAL_SEED, integrate
 
 __all__ = ["CALIBRATION_SEED_BASE", "calibration_seeds", "CalibrationSet", "calibration_noise", "collect_states",
-           "time_weights"]
+           "time_weights", "squared_error"]
 
 CALIBRATION_SEED_BASE = 1 << 31  # calibration generator seeds lie in [2**31, 2**32); evaluation seeds below 2**31
 MAX_CALIBRATION_SEED = 1 << 29  # calibration draws 0..2**29 - 1 (noise, labels and null labels: three streams)
@@ -59,6 +59,17 @@ class CalibrationSet:
 def time_weights(t: torch.Tensor, early: float) -> torch.Tensor:
     """Per-state weight of an error, linear in t: ``early`` at t = 0, 1 at t = 1 (all ones when ``early`` is 1)."""
     return 1.0 + (float(early) - 1.0) * (1.0 - t.reshape(-1).float())
+
+
+def squared_error(out: torch.Tensor, v: torch.Tensor, t: torch.Tensor, early: float) -> tuple[torch.Tensor, float]:
+    """(sum, weight) whose ratio is the mean squared error of ``out`` against ``v``, each state weighted by
+    :func:`time_weights`; at ``early`` = 1 the element sum and count (the plain mean, as before the weighting).
+    Sums over batches divide to the mean over all of them."""
+    sq = (out - v).pow(2)
+    if early == 1:
+        return sq.sum(), float(sq.numel())
+    w = time_weights(t, early)
+    return (sq.reshape(len(v), -1).mean(1) * w).sum(), float(w.sum())
 
 
 def calibration_noise(n: int, shape: tuple[int, ...], seed: int) -> torch.Tensor:
