@@ -200,7 +200,7 @@ def iter_sweep(
     for method, bits in cfg.points():
         point = {**key_base, "method": method, "bits": bits}
         if method_spec(method).calibrated:
-            point["calibration"] = cfg.calibration.to_dict()
+            point["calibration"] = (cfg.calibration or CalibConfig()).to_dict()  # None: the defaults
         key = hashlib.sha256(json.dumps(point, sort_keys=True).encode()).hexdigest()[:24]
         path = cache_dir() / f"{key}.json"
         if use_cache and path.is_file():

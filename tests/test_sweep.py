@@ -60,6 +60,9 @@ def test_cache_is_reused_and_keyed_by_config(model):
     wider = list(iter_sweep(model, SweepConfig(methods=("uniform", "ot"), bits=(2, 3), n=4, steps=2)))
     assert [(r.method, r.bits) for r in wider] == [("uniform", 2), ("uniform", 3), ("ot", 2), ("ot", 3)]
     assert next(r for r in wider if (r.method, r.bits) == ("uniform", 2)).seconds == first.seconds
+    # a calibrated method without a calibration of its own: keyed by the defaults it runs with
+    (gptq,) = iter_sweep(model, SweepConfig(methods=("ot-gptq",), bits=(2,), n=4, steps=2))
+    assert gptq.method == "ot-gptq" and "skipped" not in gptq.extra and gptq.ssim == gptq.ssim  # measured
 
 
 def test_velocity_protocol_is_the_papers_formulas_on_the_first_test_images(model):
