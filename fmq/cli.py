@@ -428,6 +428,8 @@ def _calibration_summary(report) -> str:
     if log.refine is not None:
         r = log.refine
         parts.append(f"held-out velocity MSE {r.start_loss:.4g} -> {r.end_loss:.4g}"
+                     + (f" (best of {len(r.run_losses)} runs: " + ", ".join(f"{v:.4g}" for v in r.run_losses) + ")"
+                        if len(r.run_losses) > 1 else "")
                      + (" (refinement did not help: kept the start)" if r.kept_start else ""))
     return "calibration: " + "; ".join(parts)
 

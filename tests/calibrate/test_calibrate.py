@@ -221,6 +221,7 @@ def test_cli_quantizes_with_a_fractional_budget_and_sweeps_calibrated_methods(ti
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "ot-mixed-cal 2.5 bits/weight" in text and "calibration:" in text and "widths:" in text
+    assert "best of 2 runs:" in text  # --cal-restarts 2: each run's held-out loss is said
     _, cfg, _ = load_packed(out)
     c = cfg.calibration
     assert cfg.bits == 2.5 and (c.steps, c.samples, c.early, c.restarts) == (5, 8, 2, 2)
